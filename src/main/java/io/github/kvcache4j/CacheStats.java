@@ -1,0 +1,51 @@
+package io.github.kvcache4j;
+
+/**
+ * A snapshot of a cache's occupancy.
+ *
+ * @param resident tokens visible to each (layer, kv-head): {@code resident[layer][kvHead]}; a
+ *     layer that reads another layer's KV reports its source's tokens
+ * @param evicted tokens evicted since creation or the last {@link KvCache#reset()}, summed over
+ *     (layer, kv-head) buffers
+ * @param residentBytes bytes of stored key and value rows now resident (each stored row counted
+ *     once, also when several layers read it)
+ * @param reservedBytes bytes reserved off-heap for rows; 0 after {@link KvCache#close()}
+ * @param stateBytes bytes of auxiliary state (the LESS residual), 0 without it
+ */
+public record CacheStats(int[][] resident, long evicted, long residentBytes, long reservedBytes, long stateBytes) {
+
+    /** Copies {@code resident} so the snapshot cannot change. */
+    public CacheStats {
+        int[][] copy = new int[resident.length][];
+        for (int i = 0; i < resident.length; i++) {
+            copy[i] = resident[i].clone();
+        }
+        resident = copy;
+    }
+
+    /** Returns a copy of the per-(layer, kv-head) resident counts. */
+    @Override
+    public int[][] resident() {
+        int[][] copy = new int[resident.length][];
+        for (int i = 0; i < resident.length; i++) {
+            copy[i] = resident[i].clone();
+        }
+        return copy;
+    }
+
+    /** Returns the resident tokens of ({@code layer}, {@code kvHead}). */
+    public int resident(int layer, int kvHead) {
+        return resident[layer][kvHead];
+    }
+
+    /** Returns the resident tokens summed over all (layer, kv-head) pairs. */
+    public long totalResident() {
+        long sum = 0;
+        for (int[] layer : resident) {
+            for (int r : layer) {
+                sum += r;
+            }
+        }
+        return sum;
+    }
+}

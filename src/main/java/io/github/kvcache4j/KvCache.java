@@ -1,0 +1,594 @@
+package io.github.kvcache4j;
+
+import io.github.kvcache4j.kernel.KernelProvider;
+import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.store.KvStore;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * The key/value cache of one sequence. An inference loop appends, per layer, the keys (after RoPE)
+ * and values of each token, and asks for attention over what the cache holds; the cache keeps at
+ * most {@link KvCacheConfig#capacity()} tokens per (layer, kv-head) off-heap and lets its
+ * {@link EvictionPolicy} decide what to forget.
+ *
+ * <p>Layouts: one token's keys or values are {@code [kvHead][headDim]}; its queries and outputs
+ * {@code [queryHead][headDim]}; a chunk of tokens stacks these, token-major. Query head {@code h}
+ * reads kv-head {@code h / groupSize}.
+ *
+ * <p>Every mutating call validates all its arguments before it changes anything: on an exception
+ * the cache is as it was. Not thread-safe: one thread at a time may call a cache; attention fans
+ * out over kv-heads on the configured {@link java.util.concurrent.Executor}, if any.
+ */
+public final class KvCache implements AutoCloseable {
+
+    private static final ValueLayout.OfFloat F32 =
+            ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.nativeOrder());
+
+    private final KvCacheConfig config;
+    private final int layers;
+    private final int kvHeads;
+    private final int queryHeads;
+    private final int group;
+    private final int headDim;
+    private final int capacity;
+    private final int[] source;
+    /** Per layer, the store buffer of its source's kv-head 0; -1 never happens (sources map to themselves). */
+    private final int[] bufferBase;
+    private final KvStore store;
+    private final EvictionPolicy.Tracker tracker;
+    private final Kernels kernels;
+    private final float scale;
+    private final int[] lastPosition;
+    private final HeadWork[] work;
+    private final FanOut fanOut;
+    private final int[][] victims;
+    private final boolean[] keep;
+    private final int[] need;
+    private final float[] segmentKeys;
+    private final float[] segmentValues;
+    private long evicted;
+    private volatile boolean closed;
+
+    private KvCache(KvCacheConfig config) {
+        this.config = config;
+        this.layers = config.layers();
+        this.kvHeads = config.kvHeads();
+        this.queryHeads = config.queryHeads();
+        this.group = config.groupSize();
+        this.headDim = config.headDim();
+        this.capacity = config.capacity();
+        this.source = config.kvSourceLayers();
+        this.bufferBase = new int[layers];
+        int sources = 0;
+        for (int l = 0; l < layers; l++) {
+            if (source[l] == l) {
+                bufferBase[l] = sources++ * kvHeads;
+            }
+        }
+        for (int l = 0; l < layers; l++) {
+            bufferBase[l] = bufferBase[source[l]];
+        }
+        this.store = new KvStore(sources * kvHeads, headDim, capacity, config.dtype());
+        this.tracker = config.policy().newTracker(layers, kvHeads, group, capacity);
+        this.kernels = KernelProvider.kernels();
+        this.scale = (float) (1.0 / Math.sqrt(headDim));
+        this.lastPosition = new int[layers];
+        Arrays.fill(lastPosition, -1);
+        this.work = new HeadWork[kvHeads];
+        for (int h = 0; h < kvHeads; h++) {
+            work[h] = new HeadWork(h);
+        }
+        this.fanOut = config.executor() == null ? null : new FanOut(config.executor(), work);
+        this.victims = new int[kvHeads][capacity];
+        this.keep = new boolean[capacity];
+        this.need = new int[kvHeads];
+        this.segmentKeys = new float[kvHeads * headDim];
+        this.segmentValues = new float[kvHeads * headDim];
+    }
+
+    /**
+     * Creates a cache and reserves its off-heap memory.
+     *
+     * @throws NullPointerException if {@code config} is null
+     */
+    public static KvCache create(KvCacheConfig config) {
+        return new KvCache(Objects.requireNonNull(config, "config"));
+    }
+
+    /** Returns the configuration this cache was created with. */
+    public KvCacheConfig config() {
+        return config;
+    }
+
+    /**
+     * Appends one token's keys (already rotated) and values to {@code layer}.
+     *
+     * @param keys {@code kvHeads * headDim} floats
+     * @param values {@code kvHeads * headDim} floats
+     * @throws IllegalArgumentException if an argument is out of range (the message names it)
+     * @throws IllegalStateException if the cache is closed or the policy cannot make room
+     */
+    public void append(int layer, int position, float[] keys, float[] values) {
+        append(layer, position, 1, keys, values);
+    }
+
+    /**
+     * Appends a chunk of {@code tokens} consecutive tokens at positions
+     * {@code firstPosition .. firstPosition + tokens - 1}. Positions of a layer must increase.
+     * When the chunk does not fit, the policy names victims among the tokens already resident.
+     *
+     * @param keys {@code tokens * kvHeads * headDim} floats, token-major
+     * @param values {@code tokens * kvHeads * headDim} floats, token-major
+     * @throws IllegalArgumentException if an argument is out of range (the message names it)
+     * @throws IllegalStateException if the cache is closed or the policy cannot make room
+     */
+    public void append(int layer, int firstPosition, int tokens, float[] keys, float[] values) {
+        checkOpen();
+        checkAppend(layer, firstPosition, tokens);
+        int row = kvHeads * headDim;
+        checkArray("keys", keys, (long) tokens * row);
+        checkArray("values", values, (long) tokens * row);
+        checkFinite("keys", keys, 0, tokens * row);
+        checkFinite("values", values, 0, tokens * row);
+        makeRoom(layer, tokens);
+        for (int t = 0; t < tokens; t++) {
+            store(layer, firstPosition + t, keys, values, t * row);
+        }
+        lastPosition[layer] = firstPosition + tokens - 1;
+    }
+
+    /**
+     * Appends a chunk from native memory: {@code keys} and {@code values} hold
+     * {@code tokens * kvHeads * headDim} floats in native byte order, token-major.
+     *
+     * @throws IllegalArgumentException if an argument is out of range (the message names it)
+     * @throws IllegalStateException if the cache is closed or the policy cannot make room
+     */
+    public void append(int layer, int firstPosition, int tokens, MemorySegment keys, MemorySegment values) {
+        checkOpen();
+        checkAppend(layer, firstPosition, tokens);
+        int row = kvHeads * headDim;
+        checkSegment("keys", keys, (long) tokens * row);
+        checkSegment("values", values, (long) tokens * row);
+        for (int t = 0; t < tokens; t++) {
+            checkFinite("keys", keys, (long) t * row, row);
+            checkFinite("values", values, (long) t * row, row);
+        }
+        makeRoom(layer, tokens);
+        for (int t = 0; t < tokens; t++) {
+            MemorySegment.copy(keys, F32, (long) t * row * 4, segmentKeys, 0, row);
+            MemorySegment.copy(values, F32, (long) t * row * 4, segmentValues, 0, row);
+            store(layer, firstPosition + t, segmentKeys, segmentValues, 0);
+        }
+        lastPosition[layer] = firstPosition + tokens - 1;
+    }
+
+    /**
+     * Attention of one query token at {@code position}: for every query head,
+     * {@code softmax(q·Kᵀ/√d)·V} over the resident tokens of {@code layer}'s source whose position
+     * is at most {@code position}.
+     *
+     * @param queries {@code queryHeads * headDim} floats
+     * @param out receives {@code queryHeads * headDim} floats
+     * @throws IllegalArgumentException if an argument is out of range (the message names it)
+     * @throws IllegalStateException if the cache is closed
+     */
+    public void attend(int layer, int position, float[] queries, float[] out) {
+        attend(layer, position, 1, queries, out);
+    }
+
+    /**
+     * Causal attention of a chunk of query tokens at positions {@code firstPosition ..}: query
+     * {@code t} sees the resident tokens at positions up to {@code firstPosition + t}.
+     *
+     * @param queries {@code tokens * queryHeads * headDim} floats, token-major
+     * @param out receives {@code tokens * queryHeads * headDim} floats
+     * @throws IllegalArgumentException if an argument is out of range (the message names it)
+     * @throws IllegalStateException if the cache is closed
+     */
+    public void attend(int layer, int firstPosition, int tokens, float[] queries, float[] out) {
+        checkOpen();
+        checkLayer(layer);
+        checkTokens(tokens);
+        checkFirstPosition(firstPosition, tokens);
+        int row = queryHeads * headDim;
+        checkArray("queries", queries, (long) tokens * row);
+        checkArray("out", out, (long) tokens * row);
+        checkFinite("queries", queries, 0, tokens * row);
+        checkVisible(layer, firstPosition);
+        boolean report = tracker.wantsAttention(source[layer]);
+        for (int t = 0; t < tokens; t++) {
+            int queryPosition = firstPosition + t;
+            for (HeadWork w : work) {
+                w.prepare(layer, queryPosition, queries, out, t * row);
+            }
+            if (fanOut == null) {
+                for (HeadWork w : work) {
+                    w.run();
+                }
+            } else {
+                fanOut.runAll();
+            }
+            if (report) {
+                for (HeadWork w : work) {
+                    w.report(tracker, layer);
+                }
+            }
+        }
+        if (report) {
+            dropVoluntary(source[layer]);
+        }
+    }
+
+    /**
+     * Compresses every (layer, kv-head) to {@code floor(n * (1 - ratio))} of its {@code n}
+     * resident tokens (kvpress semantics: {@code ratio} is the fraction removed). The policy picks
+     * the victims; a policy may keep more where it protects tokens.
+     *
+     * @throws IllegalArgumentException if {@code ratio} is not in {@code [0, 1)}
+     * @throws IllegalStateException if the cache is closed
+     */
+    public void compress(double ratio) {
+        checkOpen();
+        if (!(ratio >= 0.0 && ratio < 1.0)) {
+            throw new IllegalArgumentException("ratio must be in [0, 1), got " + ratio);
+        }
+        compressTo(n -> (int) Math.floor(n * (1.0 - ratio)));
+    }
+
+    /**
+     * Compresses every (layer, kv-head) to at most {@code targetTokens} resident tokens.
+     *
+     * @throws IllegalArgumentException if {@code targetTokens < 0}
+     * @throws IllegalStateException if the cache is closed
+     */
+    public void compress(int targetTokens) {
+        checkOpen();
+        if (targetTokens < 0) {
+            throw new IllegalArgumentException("targetTokens must be >= 0, got " + targetTokens);
+        }
+        compressTo(n -> Math.min(n, targetTokens));
+    }
+
+    /** Forgets every token and all policy state; the memory stays reserved. */
+    public void reset() {
+        checkOpen();
+        store.clear();
+        tracker.reset();
+        Arrays.fill(lastPosition, -1);
+        evicted = 0;
+    }
+
+    /** Returns a snapshot of the occupancy. */
+    public CacheStats stats() {
+        int[][] resident = new int[layers][kvHeads];
+        long residentSlots = 0;
+        if (!closed) {
+            for (int l = 0; l < layers; l++) {
+                for (int h = 0; h < kvHeads; h++) {
+                    resident[l][h] = store.size(bufferBase[l] + h);
+                    if (source[l] == l) {
+                        residentSlots += resident[l][h];
+                    }
+                }
+            }
+        }
+        return new CacheStats(resident, evicted, residentSlots * store.bytesPerSlot(),
+                store.reservedBytes(), 0);
+    }
+
+    /** Returns the resident positions of ({@code layer}, {@code kvHead}) in slot order. */
+    public int[] positions(int layer, int kvHead) {
+        checkOpen();
+        checkLayer(layer);
+        checkIndex("kvHead", kvHead, kvHeads);
+        int b = bufferBase[layer] + kvHead;
+        return Arrays.copyOf(store.positions(b), store.size(b));
+    }
+
+    /**
+     * Decodes the resident keys and values of ({@code layer}, {@code kvHead}) as stored, in slot
+     * order, into {@code keys} and {@code values} ({@code resident * headDim} floats each, or
+     * more); returns the number of resident tokens.
+     */
+    public int read(int layer, int kvHead, float[] keys, float[] values) {
+        checkOpen();
+        checkLayer(layer);
+        checkIndex("kvHead", kvHead, kvHeads);
+        int b = bufferBase[layer] + kvHead;
+        int n = store.size(b);
+        if (keys.length < n * headDim || values.length < n * headDim) {
+            throw new IllegalArgumentException("keys and values need " + n * headDim
+                    + " floats, got " + keys.length + " and " + values.length);
+        }
+        for (int j = 0; j < n; j++) {
+            store.readKey(b, j, keys, j * headDim);
+            store.readValue(b, j, values, j * headDim);
+        }
+        return n;
+    }
+
+    /** Releases the off-heap memory. Idempotent; every later call but this and stats fails. */
+    @Override
+    public void close() {
+        closed = true;
+        store.close();
+    }
+
+    private void compressTo(java.util.function.IntUnaryOperator keptOf) {
+        for (int l = 0; l < layers; l++) {
+            if (source[l] != l) {
+                continue;
+            }
+            for (int h = 0; h < kvHeads; h++) {
+                int b = bufferBase[l] + h;
+                int n = store.size(b);
+                int count = n - keptOf.applyAsInt(n);
+                if (count <= 0) {
+                    continue;
+                }
+                int[] v = victims[h];
+                int chosen = tracker.chooseVictims(l, h, n, count, true, v);
+                checkVictims(l, h, v, chosen, n);
+                Arrays.fill(keep, 0, n, true);
+                for (int i = 0; i < chosen; i++) {
+                    keep[v[i]] = false;
+                }
+                int layer = l;
+                int head = h;
+                store.retain(b, keep, (from, to) -> tracker.onMove(layer, head, from, to));
+                evicted += chosen;
+            }
+        }
+    }
+
+    /** Evicts, per kv-head, what an append of {@code tokens} needs; all or nothing. */
+    private void makeRoom(int layer, int tokens) {
+        int[] need = this.need;
+        boolean any = false;
+        for (int h = 0; h < kvHeads; h++) {
+            int b = bufferBase[layer] + h;
+            int n = store.size(b);
+            need[h] = n + tokens - capacity;
+            if (need[h] > 0) {
+                int chosen = tracker.chooseVictims(layer, h, n, need[h], false, victims[h]);
+                if (chosen < need[h]) {
+                    throw new IllegalStateException("appending " + tokens + " tokens to layer " + layer
+                            + " needs " + need[h] + " free slots of kv-head " + h + " (capacity "
+                            + capacity + ", resident " + n + "), but policy " + config.policy().name()
+                            + " can evict only " + chosen);
+                }
+                checkVictims(layer, h, victims[h], chosen, n);
+                any = true;
+            }
+        }
+        if (!any) {
+            return;
+        }
+        for (int h = 0; h < kvHeads; h++) {
+            if (need[h] > 0) {
+                evictSwap(layer, h, victims[h], need[h]);
+            }
+        }
+    }
+
+    private void dropVoluntary(int layer) {
+        for (int h = 0; h < kvHeads; h++) {
+            int n = store.size(bufferBase[layer] + h);
+            int chosen = tracker.chooseVoluntaryVictims(layer, h, n, victims[h]);
+            if (chosen > 0) {
+                checkVictims(layer, h, victims[h], chosen, n);
+                evictSwap(layer, h, victims[h], chosen);
+            }
+        }
+    }
+
+    /** Removes the given slots, largest first, so a moved slot is never a pending victim. */
+    private void evictSwap(int layer, int h, int[] v, int count) {
+        Arrays.sort(v, 0, count);
+        int b = bufferBase[layer] + h;
+        for (int i = count - 1; i >= 0; i--) {
+            int moved = store.removeSwap(b, v[i]);
+            if (moved != v[i]) {
+                tracker.onMove(layer, h, moved, v[i]);
+            }
+        }
+        evicted += count;
+    }
+
+    private void checkVictims(int layer, int h, int[] v, int chosen, int n) {
+        for (int i = 0; i < chosen; i++) {
+            if (v[i] < 0 || v[i] >= n) {
+                throw new IllegalStateException("policy " + config.policy().name() + " named slot "
+                        + v[i] + " of layer " + layer + ", kv-head " + h + ", outside [0, " + n + ")");
+            }
+        }
+    }
+
+    private void store(int layer, int position, float[] keys, float[] values, int offset) {
+        for (int h = 0; h < kvHeads; h++) {
+            int off = offset + h * headDim;
+            int slot = store.append(bufferBase[layer] + h, keys, off, values, off, position);
+            tracker.onAppend(layer, h, slot, position, kernels.l2Norm(keys, off, headDim));
+        }
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("cache is closed");
+        }
+    }
+
+    private void checkLayer(int layer) {
+        checkIndex("layer", layer, layers);
+    }
+
+    private static void checkIndex(String name, int value, int bound) {
+        if (value < 0 || value >= bound) {
+            throw new IllegalArgumentException(name + " must be in [0, " + bound + "), got " + value);
+        }
+    }
+
+    private void checkTokens(int tokens) {
+        if (tokens < 1 || tokens > capacity) {
+            throw new IllegalArgumentException("tokens must be in [1, " + capacity + "] (the capacity), got " + tokens);
+        }
+    }
+
+    private static void checkFirstPosition(int firstPosition, int tokens) {
+        if (firstPosition < 0 || firstPosition > Integer.MAX_VALUE - tokens + 1) {
+            throw new IllegalArgumentException("firstPosition must be in [0, " + (Integer.MAX_VALUE - tokens + 1)
+                    + "] for " + tokens + " tokens, got " + firstPosition);
+        }
+    }
+
+    private void checkAppend(int layer, int firstPosition, int tokens) {
+        checkLayer(layer);
+        if (source[layer] != layer) {
+            throw new IllegalArgumentException("layer " + layer + " reads the KV of layer " + source[layer]
+                    + " and stores none: append to layer " + source[layer]);
+        }
+        checkTokens(tokens);
+        checkFirstPosition(firstPosition, tokens);
+        if (firstPosition <= lastPosition[layer]) {
+            throw new IllegalArgumentException("position must be > " + lastPosition[layer]
+                    + " (the last position appended to layer " + layer + "), got " + firstPosition);
+        }
+    }
+
+    private void checkVisible(int layer, int firstPosition) {
+        for (int h = 0; h < kvHeads; h++) {
+            int b = bufferBase[layer] + h;
+            int n = store.size(b);
+            int[] pos = store.positions(b);
+            int earliest = Integer.MAX_VALUE;
+            if (store.ordered(b)) {
+                earliest = n == 0 ? earliest : pos[0];
+            } else {
+                for (int j = 0; j < n; j++) {
+                    earliest = Math.min(earliest, pos[j]);
+                }
+            }
+            if (earliest > firstPosition) {
+                throw new IllegalArgumentException("position " + firstPosition + " precedes every token "
+                        + "resident in layer " + layer + ", kv-head " + h
+                        + (n == 0 ? " (none is resident)" : " (earliest " + earliest + ")"));
+            }
+        }
+    }
+
+    private static void checkArray(String name, float[] a, long expected) {
+        Objects.requireNonNull(a, name);
+        if (a.length != expected) {
+            throw new IllegalArgumentException(name + " must have " + expected + " floats, got " + a.length);
+        }
+    }
+
+    private static void checkSegment(String name, MemorySegment s, long expectedFloats) {
+        Objects.requireNonNull(s, name);
+        if (s.byteSize() != expectedFloats * 4) {
+            throw new IllegalArgumentException(name + " must have " + expectedFloats * 4 + " bytes ("
+                    + expectedFloats + " floats), got " + s.byteSize());
+        }
+    }
+
+    private static void checkFinite(String name, float[] a, int from, int to) {
+        for (int i = from; i < to; i++) {
+            if (!Float.isFinite(a[i])) {
+                throw new IllegalArgumentException(name + "[" + i + "] must be finite, got " + a[i]);
+            }
+        }
+    }
+
+    private static void checkFinite(String name, MemorySegment s, long fromFloat, int count) {
+        for (int i = 0; i < count; i++) {
+            float f = s.get(F32, (fromFloat + i) * 4);
+            if (!Float.isFinite(f)) {
+                throw new IllegalArgumentException(name + "[" + (fromFloat + i) + "] must be finite, got " + f);
+            }
+        }
+    }
+
+    /** The attention of one kv-head for the current query token; reused across calls. */
+    private final class HeadWork implements Runnable {
+        private final int head;
+        private final float[] weights;
+        private final float[] maxAndSum;
+        private final float[] scratch;
+        private int layer;
+        private int queryPosition;
+        private float[] queries;
+        private float[] out;
+        private int offset;
+        private int visible;
+
+        HeadWork(int head) {
+            this.head = head;
+            this.weights = new float[group * capacity];
+            this.maxAndSum = new float[2 * group];
+            this.scratch = new float[Kernels.scratchFloats(headDim)];
+        }
+
+        void prepare(int layer, int queryPosition, float[] queries, float[] out, int offset) {
+            this.layer = layer;
+            this.queryPosition = queryPosition;
+            this.queries = queries;
+            this.out = out;
+            this.offset = offset;
+        }
+
+        @Override
+        public void run() {
+            int b = bufferBase[layer] + head;
+            int n = store.size(b);
+            int[] positions = store.positions(b);
+            int[] mask = null;
+            if (store.ordered(b)) {
+                visible = upperBound(positions, n, queryPosition);
+            } else {
+                visible = n;
+                mask = positions;
+            }
+            int at = offset + head * group * headDim;
+            kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
+                    queries, at, group, scale, mask, queryPosition,
+                    weights, capacity, maxAndSum, out, at, scratch);
+            for (int g = 0; g < group; g++) {
+                float inv = 1f / maxAndSum[2 * g + 1];
+                int o = at + g * headDim;
+                for (int i = 0; i < headDim; i++) {
+                    out[o + i] *= inv;
+                }
+            }
+        }
+
+        void report(EvictionPolicy.Tracker t, int readingLayer) {
+            for (int g = 0; g < group; g++) {
+                float inv = 1f / maxAndSum[2 * g + 1];
+                int base = g * capacity;
+                for (int j = 0; j < visible; j++) {
+                    weights[base + j] *= inv;
+                }
+            }
+            t.onAttention(source[readingLayer], head, queryPosition, readingLayer, weights, capacity, visible);
+        }
+
+        private static int upperBound(int[] sorted, int n, int key) {
+            int lo = 0;
+            int hi = n;
+            while (lo < hi) {
+                int mid = (lo + hi) >>> 1;
+                if (sorted[mid] <= key) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            return lo;
+        }
+    }
+}

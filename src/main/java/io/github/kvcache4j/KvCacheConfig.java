@@ -1,0 +1,241 @@
+package io.github.kvcache4j;
+
+import java.util.Arrays;
+import java.util.Objects;
+import java.util.concurrent.Executor;
+
+/**
+ * The shape and behaviour of a {@link KvCache}: dimensions, capacity, storage type, eviction
+ * policy, optional cross-layer sharing and an optional executor for attention. Immutable; one
+ * config can create many caches (one per sequence). Build with {@link #builder()}.
+ */
+public final class KvCacheConfig {
+
+    private final int layers;
+    private final int kvHeads;
+    private final int queryHeads;
+    private final int headDim;
+    private final int capacity;
+    private final DType dtype;
+    private final EvictionPolicy policy;
+    private final Executor executor;
+    private final int[] kvSourceLayers;
+
+    private KvCacheConfig(Builder b) {
+        this.layers = positive("layers", b.layers);
+        this.kvHeads = positive("kvHeads", b.kvHeads);
+        this.queryHeads = positive("queryHeads", b.queryHeads);
+        this.headDim = positive("headDim", b.headDim);
+        this.capacity = positive("capacity", b.capacity);
+        if (queryHeads % kvHeads != 0) {
+            throw new IllegalArgumentException("queryHeads (" + queryHeads
+                    + ") must be a multiple of kvHeads (" + kvHeads + ")");
+        }
+        this.dtype = Objects.requireNonNull(b.dtype, "dtype");
+        this.policy = Objects.requireNonNull(b.policy, "policy");
+        if (policy.protectedTokens() >= capacity) {
+            throw new IllegalArgumentException("capacity (" + capacity + ") must be > the "
+                    + policy.protectedTokens() + " tokens policy " + policy.name() + " protects");
+        }
+        this.executor = b.executor;
+        this.kvSourceLayers = b.kvSourceLayers == null ? identity(layers) : validSources(b.kvSourceLayers, layers);
+    }
+
+    private static int positive(String name, int value) {
+        if (value <= 0) {
+            throw new IllegalArgumentException(name + " must be > 0, got " + value);
+        }
+        return value;
+    }
+
+    private static int[] identity(int n) {
+        int[] id = new int[n];
+        Arrays.setAll(id, i -> i);
+        return id;
+    }
+
+    private static int[] validSources(int[] sources, int layers) {
+        if (sources.length != layers) {
+            throw new IllegalArgumentException("kvSourceLayers has " + sources.length
+                    + " entries, expected one per layer (" + layers + ")");
+        }
+        for (int i = 0; i < layers; i++) {
+            int s = sources[i];
+            if (s < 0 || s >= layers) {
+                throw new IllegalArgumentException("kvSourceLayers[" + i + "] = " + s
+                        + " is outside [0, " + layers + ")");
+            }
+            if (sources[s] != s) {
+                throw new IllegalArgumentException("kvSourceLayers[" + i + "] = " + s
+                        + " is not a source layer: kvSourceLayers[" + s + "] = " + sources[s]
+                        + " (a source reads itself)");
+            }
+        }
+        return sources.clone();
+    }
+
+    /** Returns a builder with dtype {@link DType#F32} and policy {@link Policies#full()}. */
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Returns a builder initialised from this config. */
+    public Builder toBuilder() {
+        return new Builder().layers(layers).kvHeads(kvHeads).queryHeads(queryHeads).headDim(headDim)
+                .capacity(capacity).dtype(dtype).policy(policy).executor(executor)
+                .kvSourceLayers(kvSourceLayers);
+    }
+
+    /** Returns the number of transformer layers. */
+    public int layers() {
+        return layers;
+    }
+
+    /** Returns the key/value heads per layer. */
+    public int kvHeads() {
+        return kvHeads;
+    }
+
+    /** Returns the query heads per layer; query head {@code h} reads kv-head {@code h / groupSize()}. */
+    public int queryHeads() {
+        return queryHeads;
+    }
+
+    /** Returns the query heads per kv-head. */
+    public int groupSize() {
+        return queryHeads / kvHeads;
+    }
+
+    /** Returns the elements per head vector. */
+    public int headDim() {
+        return headDim;
+    }
+
+    /** Returns the most tokens resident per (layer, kv-head). */
+    public int capacity() {
+        return capacity;
+    }
+
+    /** Returns the storage type of keys and values. */
+    public DType dtype() {
+        return dtype;
+    }
+
+    /** Returns the eviction policy. */
+    public EvictionPolicy policy() {
+        return policy;
+    }
+
+    /** Returns the executor attention fans out on, or null to run on the calling thread. */
+    public Executor executor() {
+        return executor;
+    }
+
+    /** Returns, per layer, the layer whose KV it reads (itself when it stores its own). */
+    public int[] kvSourceLayers() {
+        return kvSourceLayers.clone();
+    }
+
+    /** Returns whether {@code layer} stores its own KV. */
+    public boolean isSourceLayer(int layer) {
+        return kvSourceLayers[layer] == layer;
+    }
+
+    /** Returns the number of layers that store KV. */
+    public int sourceLayerCount() {
+        int n = 0;
+        for (int i = 0; i < layers; i++) {
+            n += kvSourceLayers[i] == i ? 1 : 0;
+        }
+        return n;
+    }
+
+    @Override
+    public String toString() {
+        return "KvCacheConfig[layers=" + layers + ", kvHeads=" + kvHeads + ", queryHeads=" + queryHeads
+                + ", headDim=" + headDim + ", capacity=" + capacity + ", dtype=" + dtype
+                + ", policy=" + policy.name() + ", kvSourceLayers=" + Arrays.toString(kvSourceLayers) + "]";
+    }
+
+    /** Collects the settings of a {@link KvCacheConfig}; {@link #build()} validates them. */
+    public static final class Builder {
+        private int layers;
+        private int kvHeads;
+        private int queryHeads;
+        private int headDim;
+        private int capacity;
+        private DType dtype = DType.F32;
+        private EvictionPolicy policy = Policies.full();
+        private Executor executor;
+        private int[] kvSourceLayers;
+
+        private Builder() {
+        }
+
+        /** Sets the number of layers. */
+        public Builder layers(int layers) {
+            this.layers = layers;
+            return this;
+        }
+
+        /** Sets the key/value heads per layer. */
+        public Builder kvHeads(int kvHeads) {
+            this.kvHeads = kvHeads;
+            return this;
+        }
+
+        /** Sets the query heads per layer (a multiple of kvHeads). */
+        public Builder queryHeads(int queryHeads) {
+            this.queryHeads = queryHeads;
+            return this;
+        }
+
+        /** Sets the elements per head vector. */
+        public Builder headDim(int headDim) {
+            this.headDim = headDim;
+            return this;
+        }
+
+        /** Sets the most tokens resident per (layer, kv-head). */
+        public Builder capacity(int capacity) {
+            this.capacity = capacity;
+            return this;
+        }
+
+        /** Sets the storage type (default F32). */
+        public Builder dtype(DType dtype) {
+            this.dtype = dtype;
+            return this;
+        }
+
+        /** Sets the eviction policy (default {@link Policies#full()}). */
+        public Builder policy(EvictionPolicy policy) {
+            this.policy = policy;
+            return this;
+        }
+
+        /** Sets an executor that attention fans out on, one task per kv-head (default none). */
+        public Builder executor(Executor executor) {
+            this.executor = executor;
+            return this;
+        }
+
+        /**
+         * Sets cross-layer sharing: layer {@code i} reads the KV of layer {@code sources[i]};
+         * source layers read themselves. Null (the default) means every layer stores its own.
+         */
+        public Builder kvSourceLayers(int[] sources) {
+            this.kvSourceLayers = sources == null ? null : sources.clone();
+            return this;
+        }
+
+        /**
+         * Returns the config.
+         *
+         * @throws IllegalArgumentException if a setting is missing or out of range
+         */
+        public KvCacheConfig build() {
+            return new KvCacheConfig(this);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+package io.github.kvcache4j.store;
+
+import io.github.kvcache4j.DType;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * Scalar encoding and decoding of stored elements. Encoding rounds to nearest even; zero,
+ * subnormals, infinities and NaN keep their class (a NaN stays a NaN, quiet).
+ */
+public final class Codec {
+
+    private static final ValueLayout.OfFloat F32 =
+            ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort I16 =
+            ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private Codec() {
+    }
+
+    /** Returns the bfloat16 bits of {@code f}, rounded to nearest even. */
+    public static short floatToBf16(float f) {
+        int bits = Float.floatToRawIntBits(f);
+        if (Float.isNaN(f)) {
+            return (short) ((bits >>> 16) | 0x0040);
+        }
+        int rounding = 0x7fff + ((bits >>> 16) & 1);
+        return (short) ((bits + rounding) >>> 16);
+    }
+
+    /** Returns the float value of bfloat16 bits. */
+    public static float bf16ToFloat(short h) {
+        return Float.intBitsToFloat(h << 16);
+    }
+
+    /** Writes {@code count} floats from {@code src[srcOff..]} as elements {@code [index, index+count)}. */
+    public static void encode(float[] src, int srcOff, MemorySegment dst, DType dtype, long index, int count) {
+        switch (dtype) {
+            case F32 -> MemorySegment.copy(src, srcOff, dst, F32, index * 4, count);
+            case F16 -> {
+                for (int i = 0; i < count; i++) {
+                    dst.set(I16, (index + i) * 2, Float.floatToFloat16(src[srcOff + i]));
+                }
+            }
+            case BF16 -> {
+                for (int i = 0; i < count; i++) {
+                    dst.set(I16, (index + i) * 2, floatToBf16(src[srcOff + i]));
+                }
+            }
+        }
+    }
+
+    /** Reads elements {@code [index, index+count)} into {@code dst[dstOff..]} as floats. */
+    public static void decode(MemorySegment src, DType dtype, long index, float[] dst, int dstOff, int count) {
+        switch (dtype) {
+            case F32 -> MemorySegment.copy(src, F32, index * 4, dst, dstOff, count);
+            case F16 -> {
+                for (int i = 0; i < count; i++) {
+                    dst[dstOff + i] = Float.float16ToFloat(src.get(I16, (index + i) * 2));
+                }
+            }
+            case BF16 -> {
+                for (int i = 0; i < count; i++) {
+                    dst[dstOff + i] = bf16ToFloat(src.get(I16, (index + i) * 2));
+                }
+            }
+        }
+    }
+
+    /** Returns {@code f} after a round trip through {@code dtype}. */
+    public static float roundTrip(float f, DType dtype) {
+        return switch (dtype) {
+            case F32 -> f;
+            case F16 -> Float.float16ToFloat(Float.floatToFloat16(f));
+            case BF16 -> bf16ToFloat(floatToBf16(f));
+        };
+    }
+}
