@@ -6,8 +6,8 @@ package io.github.kvcache4j;
  * {@link Tracker} that keeps the per-slot state of that cache.
  *
  * <p>Slots are indices {@code [0, resident)} into the buffer of one (source layer, kv-head). The
- * cache tells the tracker about every token it stores ({@link Tracker#onAppend}), every slot it
- * moves ({@link Tracker#onMove}), and, when the tracker asks, the attention weights each query
+ * cache tells the tracker about every token it stores ({@link Tracker#onAppend}), evicts
+ * ({@link Tracker#onRemove}) or moves ({@link Tracker#onMove}), and, when the tracker asks, the attention weights each query
  * produced ({@link Tracker#onAttention}); it asks the tracker for victims when an append would
  * exceed the capacity, when {@link KvCache#compress} runs, and after each attention call
  * ({@link Tracker#chooseVoluntaryVictims}, for policies with an adaptive budget).
@@ -82,7 +82,16 @@ public interface EvictionPolicy {
             return 0;
         }
 
-        /** The content of slot {@code from} moved to slot {@code to} (which it replaces). */
+        /**
+         * The token in {@code slot} was evicted. Called for every evicted slot, before the
+         * {@link #onMove} calls that refill freed slots.
+         */
+        void onRemove(int layer, int kvHead, int slot);
+
+        /**
+         * The content of slot {@code from} moved to slot {@code to}, whose token was removed
+         * before; {@code from} is free afterwards.
+         */
         void onMove(int layer, int kvHead, int from, int to);
 
         /** Forgets everything (the cache was reset). */

@@ -337,6 +337,7 @@ public final class KvCache implements AutoCloseable {
                 Arrays.fill(keep, 0, n, true);
                 for (int i = 0; i < chosen; i++) {
                     keep[v[i]] = false;
+                    tracker.onRemove(l, h, v[i]);
                 }
                 int layer = l;
                 int head = h;
@@ -392,6 +393,7 @@ public final class KvCache implements AutoCloseable {
         Arrays.sort(v, 0, count);
         int b = bufferBase[layer] + h;
         for (int i = count - 1; i >= 0; i--) {
+            tracker.onRemove(layer, h, v[i]);
             int moved = store.removeSwap(b, v[i]);
             if (moved != v[i]) {
                 tracker.onMove(layer, h, moved, v[i]);

@@ -9,6 +9,7 @@ import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -28,7 +29,32 @@ final class PanamaKernels implements Kernels {
     /** 2^112: moves a half's exponent bias (15) to a float's (127). */
     private static final float HALF_TO_FLOAT_SCALE = 0x1p112f;
 
+    /** Shuffles that rotate lanes by L/2, L/4, ..., 1, for a reduction whose order never varies. */
+    private static final VectorShuffle<Float>[] HALVES = halves();
+
     private PanamaKernels() {
+    }
+
+    @SuppressWarnings("unchecked")
+    private static VectorShuffle<Float>[] halves() {
+        int steps = Integer.numberOfTrailingZeros(L);
+        VectorShuffle<Float>[] shuffles = new VectorShuffle[steps];
+        for (int s = 0; s < steps; s++) {
+            int shift = L >> (s + 1);
+            shuffles[s] = VectorShuffle.fromOp(F, i -> (i + shift) % L);
+        }
+        return shuffles;
+    }
+
+    /**
+     * Sum of the lanes in a fixed pairwise order. {@code reduceLanes(ADD)} may order the additions
+     * differently in compiled and interpreted code, which would make results depend on JIT timing.
+     */
+    private static float sum(FloatVector v) {
+        for (VectorShuffle<Float> shuffle : HALVES) {
+            v = v.add(v.rearrange(shuffle));
+        }
+        return v.lane(0);
     }
 
     @Override
@@ -48,7 +74,7 @@ final class PanamaKernels implements Kernels {
         for (; i <= n - L; i += L) {
             acc0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), acc0);
         }
-        float s = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        float s = sum(acc0.add(acc1));
         for (; i < n; i++) {
             s += a[aOff + i] * b[bOff + i];
         }
@@ -118,11 +144,42 @@ final class PanamaKernels implements Kernels {
             acc0 = FloatVector.fromMemorySegment(F, seg, base + i * 4L, LE)
                     .fma(FloatVector.fromArray(F, q, qOff + i), acc0);
         }
-        float s = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        float s = sum(acc0.add(acc1));
         for (; i < d; i++) {
             s += ScalarKernels.element(seg, DType.F32, base / 4 + i) * q[qOff + i];
         }
         return s;
+    }
+
+    private static final float LOG2E = 1.44269504088896341f;
+    private static final float LN2_HI = 0.693145751953125f;
+    private static final float LN2_LO = 1.42860682030941723212e-6f;
+
+    /**
+     * {@code exp(x)} for {@code x <= 0}, within 2 ulp of {@link Math#exp} down to the smallest
+     * normal float, 0 below it and for {@code -Inf}. A fixed sequence of lane-wise operations:
+     * unlike {@code VectorOperators.EXP}, whose compiled (SVML) and interpreted forms may differ in
+     * the last bit, it gives the same bits in every JIT tier, so results never depend on timing or
+     * on the thread a head ran on.
+     */
+    static FloatVector expNonPositive(FloatVector x) {
+        FloatVector c = x.max(-104f);
+        // k = round(x / ln 2), computed on the non-negative value so truncation rounds.
+        IntVector k = (IntVector) c.mul(-LOG2E).add(0.5f).convert(VectorOperators.F2I, 0);
+        FloatVector kf = (FloatVector) k.convert(VectorOperators.I2F, 0);
+        // r = x + k ln2 in [-ln2/2, ln2/2], with ln2 split for an exact first product.
+        FloatVector r = kf.fma(FloatVector.broadcast(F, LN2_HI), c).add(kf.mul(LN2_LO));
+        FloatVector p = r.fma(1f / 5040, 1f / 720)
+                .fma(r, FloatVector.broadcast(F, 1f / 120))
+                .fma(r, FloatVector.broadcast(F, 1f / 24))
+                .fma(r, FloatVector.broadcast(F, 1f / 6))
+                .fma(r, FloatVector.broadcast(F, 0.5f))
+                .fma(r, FloatVector.broadcast(F, 1f))
+                .fma(r, FloatVector.broadcast(F, 1f));
+        VectorMask<Integer> underflow = k.compare(VectorOperators.GT, 126);
+        IntVector scale = k.neg().add(127).lanewise(VectorOperators.LSHL, 23);
+        FloatVector result = p.mul(scale.reinterpretAsFloats());
+        return result.blend(0f, underflow.cast(F));
     }
 
     /** Max-subtracted exponentials of one row in place; records the max and the sum. */
@@ -140,11 +197,12 @@ final class PanamaKernels implements Kernels {
         FloatVector sum0 = FloatVector.zero(F);
         j = 0;
         for (; j <= n - L; j += L) {
-            FloatVector e = FloatVector.fromArray(F, w, off + j).sub(vm).lanewise(VectorOperators.EXP);
+            FloatVector e = FloatVector.fromArray(F, w, off + j).sub(vm);
+            e = expNonPositive(e);
             e.intoArray(w, off + j);
             sum0 = sum0.add(e);
         }
-        float l = sum0.reduceLanes(VectorOperators.ADD);
+        float l = sum(sum0);
         for (; j < n; j++) {
             float e = (float) Math.exp(w[off + j] - m);
             w[off + j] = e;

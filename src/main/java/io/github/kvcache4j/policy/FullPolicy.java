@@ -29,6 +29,10 @@ public final class FullPolicy implements EvictionPolicy {
             }
 
             @Override
+            public void onRemove(int layer, int kvHead, int slot) {
+            }
+
+            @Override
             public void onMove(int layer, int kvHead, int from, int to) {
             }
 

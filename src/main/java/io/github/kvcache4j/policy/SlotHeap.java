@@ -66,9 +66,9 @@ final class SlotHeap {
         }
     }
 
-    /** Slot {@code from} now lives at {@code to}; whatever was at {@code to} is gone. */
+    /** Slot {@code from} now lives at {@code to}, which must not be in the heap. */
     void move(int from, int to) {
-        remove(to);
+        assert index[to] < 0 : "slot " + to + " is still in the heap";
         int i = index[from];
         if (i < 0) {
             return;

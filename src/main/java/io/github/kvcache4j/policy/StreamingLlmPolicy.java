@@ -92,6 +92,11 @@ public final class StreamingLlmPolicy implements EvictionPolicy {
         }
 
         @Override
+        public void onRemove(int layer, int kvHead, int slot) {
+            heaps[layer * kvHeads + kvHead].remove(slot);
+        }
+
+        @Override
         public void onMove(int layer, int kvHead, int from, int to) {
             heaps[layer * kvHeads + kvHead].move(from, to);
         }
