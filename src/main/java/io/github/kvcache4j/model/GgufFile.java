@@ -18,7 +18,7 @@ import java.util.Map;
 import java.util.Optional;
 
 /**
- * A memory-mapped GGUF (version 2 or 3) file: its metadata and tensor directory, and zero-copy
+ * A memory-mapped GGUF file (version 2 or 3, and the legacy version 1 with 32-bit sizes): its metadata and tensor directory, and zero-copy
  * views of the tensor data.
  *
  * <p>Every count, length and offset read from the file is checked against the bytes that remain
@@ -85,12 +85,15 @@ public final class GgufFile implements AutoCloseable {
                     "magic: expected 0x%08X (\"GGUF\") but found 0x%08X", MAGIC, magic));
         }
         version = in.i32("version");
-        if (version != 2 && version != 3) {
+        if (version < 1 || version > 3) {
             throw new GgufFormatException("version: " + Integer.toUnsignedString(version)
-                    + " is not supported (supported: 2, 3)");
+                    + " is not supported (supported: 1, 2, 3)");
         }
-        long tensorCount = in.count("tensor_count", 8 + 4 + 8 + 4 + 8);
-        long kvCount = in.count("metadata_kv_count", 8 + 4 + 1);
+        in.narrowSizes = version == 1;
+        int sz = in.sizeBytes();
+        // Smallest tensor info: name length, n_dims, one dim, type, offset; smallest KV: key length, type, a byte.
+        long tensorCount = in.count("tensor_count", sz + 4 + sz + 4 + 8);
+        long kvCount = in.count("metadata_kv_count", sz + 4 + 1);
         Map<String, Object> kv = new LinkedHashMap<>();
         for (long i = 0; i < kvCount; i++) {
             String key = in.string("metadata key #" + i);
@@ -159,7 +162,7 @@ public final class GgufFile implements AutoCloseable {
         long[] dims = new long[nDims];
         long elements = 1;
         for (int d = 0; d < nDims; d++) {
-            dims[d] = in.i64("dims[" + d + "] of tensor '" + name + "'");
+            dims[d] = in.size("dims[" + d + "] of tensor '" + name + "'");
             if (dims[d] < 0) {
                 throw new GgufFormatException("dims[" + d + "] of tensor '" + name + "': "
                         + Long.toUnsignedString(dims[d]) + " exceeds " + Long.MAX_VALUE);
@@ -226,7 +229,7 @@ public final class GgufFile implements AutoCloseable {
         return path;
     }
 
-    /** Returns the GGUF version (2 or 3). */
+    /** Returns the GGUF version (1, 2 or 3). */
     public int version() {
         return version;
     }
@@ -427,6 +430,8 @@ public final class GgufFile implements AutoCloseable {
     private static final class Cursor {
         private final MemorySegment seg;
         private long pos;
+        /** GGUF v1 stores counts, lengths and dimensions as 32-bit, later versions as 64-bit. */
+        boolean narrowSizes;
 
         Cursor(MemorySegment seg) {
             this.seg = seg;
@@ -473,20 +478,29 @@ public final class GgufFile implements AutoCloseable {
             return v;
         }
 
-        /** Reads a 64-bit count of items that occupy at least {@code minItemBytes} each. */
+        int sizeBytes() {
+            return narrowSizes ? 4 : 8;
+        }
+
+        /** Reads an unsigned count, length or dimension (32-bit in v1, else 64-bit). */
+        long size(String field) throws GgufFormatException {
+            return narrowSizes ? i32(field) & 0xFFFF_FFFFL : i64(field);
+        }
+
+        /** Reads a count of items that occupy at least {@code minItemBytes} each. */
         long count(String field, long minItemBytes) throws GgufFormatException {
-            long n = i64(field);
+            long n = size(field);
             long fit = remaining() / minItemBytes;
             if (n < 0 || n > fit) {
                 throw new GgufFormatException(field + ": " + Long.toUnsignedString(n)
                         + " exceeds what the remaining " + remaining() + " bytes can hold (at most " + fit
-                        + " items of at least " + minItemBytes + " bytes)");
+                        + " items of at least " + minItemBytes + " bytes; corrupt count or truncated file)");
             }
             return n;
         }
 
         String string(String field) throws GgufFormatException {
-            long len = i64("length of " + field);
+            long len = size("length of " + field);
             if (len < 0 || len > remaining()) {
                 throw new GgufFormatException("length of " + field + ": string length "
                         + Long.toUnsignedString(len) + " exceeds the remaining " + remaining() + " bytes");
@@ -528,13 +542,14 @@ public final class GgufFile implements AutoCloseable {
             return b == 1;
         }
 
-        private static long elementBytes(int type) {
+        private long elementBytes(int type) {
             return switch (type) {
                 case T_UINT8, T_INT8, T_BOOL -> 1;
                 case T_UINT16, T_INT16 -> 2;
                 case T_UINT32, T_INT32, T_FLOAT32 -> 4;
-                case T_UINT64, T_INT64, T_FLOAT64, T_STRING -> 8; // a string is at least its length
-                case T_ARRAY -> 12; // element type + count
+                case T_UINT64, T_INT64, T_FLOAT64 -> 8;
+                case T_STRING -> sizeBytes(); // a string is at least its length
+                case T_ARRAY -> 4 + sizeBytes(); // element type + count
                 default -> -1;
             };
         }
@@ -549,7 +564,7 @@ public final class GgufFile implements AutoCloseable {
                 throw new GgufFormatException("element type of array '" + key + "': unknown value type "
                         + Integer.toUnsignedString(type) + " (valid: 0..12)");
             }
-            long n = i64("length of array '" + key + "'");
+            long n = size("length of array '" + key + "'");
             long fit = remaining() / minBytes;
             if (n < 0 || n > fit) {
                 throw new GgufFormatException("length of array '" + key + "': " + Long.toUnsignedString(n)

@@ -1,0 +1,92 @@
+package io.github.kvcache4j.model;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Plain float64 causal attention over every appended token (no eviction), for checking the
+ * decoder independently of {@code KvCache}.
+ */
+final class ReferenceAttention implements KvAttention {
+
+    private final int[] sources;
+    private final int kvHeads;
+    private final int heads;
+    private final int headDim;
+    private final List<List<float[]>> keys = new ArrayList<>();
+    private final List<List<float[]>> values = new ArrayList<>();
+    private final List<List<Integer>> positions = new ArrayList<>();
+
+    ReferenceAttention(LlamaConfig c) {
+        this.sources = c.kvSourceLayers();
+        this.kvHeads = c.kvHeads();
+        this.heads = c.heads();
+        this.headDim = c.headDim();
+        for (int l = 0; l < c.layers(); l++) {
+            keys.add(new ArrayList<>());
+            values.add(new ArrayList<>());
+            positions.add(new ArrayList<>());
+        }
+    }
+
+    @Override
+    public boolean storesKv(int layer) {
+        return sources[layer] == layer;
+    }
+
+    @Override
+    public void append(int layer, int firstPosition, int tokens, float[] k, float[] v) {
+        int row = kvHeads * headDim;
+        for (int t = 0; t < tokens; t++) {
+            keys.get(layer).add(java.util.Arrays.copyOfRange(k, t * row, (t + 1) * row));
+            values.get(layer).add(java.util.Arrays.copyOfRange(v, t * row, (t + 1) * row));
+            positions.get(layer).add(firstPosition + t);
+        }
+    }
+
+    @Override
+    public void attend(int layer, int firstPosition, int tokens, float[] q, float[] out) {
+        int src = sources[layer];
+        List<float[]> ks = keys.get(src);
+        List<float[]> vs = values.get(src);
+        List<Integer> ps = positions.get(src);
+        int group = heads / kvHeads;
+        double scale = 1 / Math.sqrt(headDim);
+        for (int t = 0; t < tokens; t++) {
+            int pos = firstPosition + t;
+            for (int h = 0; h < heads; h++) {
+                int qo = (t * heads + h) * headDim;
+                int ko = (h / group) * headDim;
+                double[] scores = new double[ks.size()];
+                double max = Double.NEGATIVE_INFINITY;
+                for (int j = 0; j < ks.size(); j++) {
+                    if (ps.get(j) > pos) {
+                        scores[j] = Double.NEGATIVE_INFINITY;
+                        continue;
+                    }
+                    double s = 0;
+                    for (int i = 0; i < headDim; i++) {
+                        s += (double) q[qo + i] * ks.get(j)[ko + i];
+                    }
+                    scores[j] = s * scale;
+                    max = Math.max(max, scores[j]);
+                }
+                double sum = 0;
+                double[] acc = new double[headDim];
+                for (int j = 0; j < ks.size(); j++) {
+                    if (scores[j] == Double.NEGATIVE_INFINITY) {
+                        continue;
+                    }
+                    double w = Math.exp(scores[j] - max);
+                    sum += w;
+                    for (int i = 0; i < headDim; i++) {
+                        acc[i] += w * vs.get(j)[ko + i];
+                    }
+                }
+                for (int i = 0; i < headDim; i++) {
+                    out[qo + i] = (float) (acc[i] / sum);
+                }
+            }
+        }
+    }
+}
