@@ -2,7 +2,8 @@ package io.github.kvcache4j.policy;
 
 /**
  * A binary min-heap over the slots of one buffer, ordered by {@code (score, position)}: the slot
- * with the lowest score, and among equal scores the earliest position, is at the top. Slots are
+ * with the lowest score, and among equal scores the lowest position key, is at the top (a caller
+ * that wants the latest position first among ties passes the negated position). Slots are
  * renamed in place when the cache moves them, so every operation is O(log n) and allocation-free.
  */
 final class SlotHeap {
