@@ -42,6 +42,8 @@ public final class KvCache implements AutoCloseable {
     private final EvictionPolicy.Tracker tracker;
     private final Kernels kernels;
     private final float scale;
+    /** Row stride of the attention weight buffers: the capacity in whole key tiles. */
+    private final int stride;
     private final int[] lastPosition;
     private final HeadWork[] work;
     private final FanOut fanOut;
@@ -76,6 +78,7 @@ public final class KvCache implements AutoCloseable {
         this.tracker = config.policy().newTracker(layers, kvHeads, group, capacity);
         this.kernels = KernelProvider.kernels();
         this.scale = (float) (1.0 / Math.sqrt(headDim));
+        this.stride = Kernels.roundToTiles(capacity);
         this.lastPosition = new int[layers];
         Arrays.fill(lastPosition, -1);
         this.work = new HeadWork[kvHeads];
@@ -520,7 +523,7 @@ public final class KvCache implements AutoCloseable {
         private final int head;
         private final float[] weights;
         private final float[] maxAndSum;
-        private final float[] scratch;
+        private final Kernels.Workspace workspace;
         private int layer;
         private int queryPosition;
         private float[] queries;
@@ -530,9 +533,9 @@ public final class KvCache implements AutoCloseable {
 
         HeadWork(int head) {
             this.head = head;
-            this.weights = new float[group * capacity];
+            this.weights = new float[group * stride];
             this.maxAndSum = new float[2 * group];
-            this.scratch = new float[Kernels.scratchFloats(headDim)];
+            this.workspace = new Kernels.Workspace(headDim);
         }
 
         void prepare(int layer, int queryPosition, float[] queries, float[] out, int offset) {
@@ -558,7 +561,7 @@ public final class KvCache implements AutoCloseable {
             int at = offset + head * group * headDim;
             kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
                     queries, at, group, scale, mask, queryPosition,
-                    weights, capacity, maxAndSum, out, at, scratch);
+                    weights, stride, maxAndSum, out, at, workspace);
             for (int g = 0; g < group; g++) {
                 float inv = 1f / maxAndSum[2 * g + 1];
                 int o = at + g * headDim;
@@ -571,12 +574,12 @@ public final class KvCache implements AutoCloseable {
         void report(EvictionPolicy.Tracker t, int readingLayer) {
             for (int g = 0; g < group; g++) {
                 float inv = 1f / maxAndSum[2 * g + 1];
-                int base = g * capacity;
+                int base = g * stride;
                 for (int j = 0; j < visible; j++) {
                     weights[base + j] *= inv;
                 }
             }
-            t.onAttention(source[readingLayer], head, queryPosition, readingLayer, weights, capacity, visible);
+            t.onAttention(source[readingLayer], head, queryPosition, readingLayer, weights, stride, visible);
         }
 
         private static int upperBound(int[] sorted, int n, int key) {

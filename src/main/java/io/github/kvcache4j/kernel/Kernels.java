@@ -8,8 +8,11 @@ import java.lang.foreign.MemorySegment;
  * loops; {@link KernelProvider#kernels()} picks one. Kernels know nothing about policies: they read
  * stored rows, compute, and write into caller-provided buffers, without allocating.
  *
- * <p>Stored rows ({@code keys}, {@code values}) are row-major {@code [slot][headDim]} in the given
- * {@link DType}, little-endian, as written by {@code io.github.kvcache4j.store.Codec}.
+ * <p>Stored elements are little-endian in the given {@link DType}. Values are row-major
+ * {@code [slot][headDim]}. Keys are tiled: {@value #TILE} consecutive slots form a tile stored
+ * dimension-major, {@code [slot / TILE][dim][slot % TILE]} (see {@link #keyIndex}), so that one
+ * vector load brings the same dimension of {@value #TILE} keys and a score needs no horizontal
+ * reduction.
  */
 public interface Kernels {
 
@@ -41,25 +44,53 @@ public interface Kernels {
      * @param positions slot positions for masking, or null when every slot is visible
      * @param queryPosition position of the query; slots after it are masked
      * @param w receives the weights {@code w[g*stride + j]}
-     * @param stride row stride of {@code w}, {@code >= n}
+     * @param stride row stride of {@code w}, {@code >= roundToTiles(n)}
      * @param maxAndSum receives {@code m[g]} at {@code 2g} and {@code l[g]} at {@code 2g+1}
      * @param out receives {@code out_g} at {@code outOff + g*headDim} (overwritten, not added)
      * @param outOff offset of the first output element
-     * @param scratch at least {@link #scratchFloats(int)} floats of working memory
+     * @param workspace working memory for this head dimension, used by one thread at a time
      */
     void attend(MemorySegment keys, MemorySegment values, DType dtype, int n, int headDim,
                 float[] q, int qOff, int group, float scale,
                 int[] positions, int queryPosition,
                 float[] w, int stride, float[] maxAndSum,
-                float[] out, int outOff, float[] scratch);
+                float[] out, int outOff, Workspace workspace);
 
-    /** Returns the working memory {@link #attend} needs for the given head dimension. */
-    static int scratchFloats(int headDim) {
-        return BLOCK * headDim;
+    /**
+     * Working memory of {@link #attend}: half-precision key tiles and value blocks are widened
+     * here before they are used. Create one per thread and head dimension; reuse it.
+     */
+    final class Workspace {
+        final int headDim;
+        final short[] halves;
+        final float[] floats;
+        final MemorySegment floatSegment;
+
+        /** Creates the working memory for {@code headDim}-element heads. */
+        public Workspace(int headDim) {
+            this.headDim = headDim;
+            int elements = Math.max(TILE, VALUE_BLOCK) * headDim;
+            this.halves = new short[elements];
+            this.floats = new float[elements];
+            this.floatSegment = MemorySegment.ofArray(floats);
+        }
     }
 
-    /** Slots processed together when accumulating values. */
-    int BLOCK = 16;
+    /** Value slots accumulated per pass: 32 rows of 128 floats are 16 KiB, well inside L1. */
+    int VALUE_BLOCK = 32;
+
+    /** Slots per key tile. */
+    int TILE = 16;
+
+    /** Returns the element index of dimension {@code dim} of the key in {@code slot}. */
+    static long keyIndex(int slot, int dim, int headDim) {
+        return ((long) (slot / TILE) * headDim + dim) * TILE + slot % TILE;
+    }
+
+    /** Returns {@code n} rounded up to a whole number of key tiles. */
+    static int roundToTiles(int n) {
+        return (n + TILE - 1) / TILE * TILE;
+    }
 
     /** Returns a short name of the implementation, such as {@code "panama-512"} or {@code "scalar"}. */
     String name();

@@ -4,6 +4,7 @@ import io.github.kvcache4j.DType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 
 /** Plain-loop kernels: the fallback when the Vector API is absent, and the twin the SIMD ones are tested against. */
 final class ScalarKernels implements Kernels {
@@ -42,15 +43,18 @@ final class ScalarKernels implements Kernels {
                        float[] q, int qOff, int group, float scale,
                        int[] positions, int queryPosition,
                        float[] w, int stride, float[] maxAndSum,
-                       float[] out, int outOff, float[] scratch) {
-        float[] row = scratch;
+                       float[] out, int outOff, Workspace workspace) {
         for (int j = 0; j < n; j++) {
-            load(keys, dtype, (long) j * headDim, headDim, row);
             boolean masked = positions != null && positions[j] > queryPosition;
             for (int g = 0; g < group; g++) {
-                w[g * stride + j] = masked
-                        ? Float.NEGATIVE_INFINITY
-                        : scale * dot(q, qOff + g * headDim, row, 0, headDim);
+                float s = 0f;
+                if (!masked) {
+                    int qg = qOff + g * headDim;
+                    for (int i = 0; i < headDim; i++) {
+                        s += q[qg + i] * element(keys, dtype, Kernels.keyIndex(j, i, headDim));
+                    }
+                }
+                w[g * stride + j] = masked ? Float.NEGATIVE_INFINITY : scale * s;
             }
         }
         for (int g = 0; g < group; g++) {
@@ -68,23 +72,14 @@ final class ScalarKernels implements Kernels {
             maxAndSum[2 * g] = m;
             maxAndSum[2 * g + 1] = l;
         }
-        java.util.Arrays.fill(out, outOff, outOff + group * headDim, 0f);
+        Arrays.fill(out, outOff, outOff + group * headDim, 0f);
         for (int j = 0; j < n; j++) {
-            load(values, dtype, (long) j * headDim, headDim, row);
-            for (int g = 0; g < group; g++) {
-                float p = w[g * stride + j];
-                int o = outOff + g * headDim;
-                for (int i = 0; i < headDim; i++) {
-                    out[o + i] += p * row[i];
+            for (int i = 0; i < headDim; i++) {
+                float v = element(values, dtype, (long) j * headDim + i);
+                for (int g = 0; g < group; g++) {
+                    out[outOff + g * headDim + i] += w[g * stride + j] * v;
                 }
             }
-        }
-    }
-
-    /** Decodes {@code count} stored elements starting at element {@code index} into {@code dst}. */
-    static void load(MemorySegment seg, DType dtype, long index, int count, float[] dst) {
-        for (int i = 0; i < count; i++) {
-            dst[i] = element(seg, dtype, index + i);
         }
     }
 

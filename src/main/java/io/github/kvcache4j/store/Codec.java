@@ -34,38 +34,53 @@ public final class Codec {
         return Float.intBitsToFloat(h << 16);
     }
 
-    /** Writes {@code count} floats from {@code src[srcOff..]} as elements {@code [index, index+count)}. */
-    public static void encode(float[] src, int srcOff, MemorySegment dst, DType dtype, long index, int count) {
+    /**
+     * Writes {@code count} floats from {@code src[srcOff..]} as the elements at
+     * {@code index, index + stride, ...}.
+     */
+    public static void encode(float[] src, int srcOff, MemorySegment dst, DType dtype, long index, int stride, int count) {
         switch (dtype) {
-            case F32 -> MemorySegment.copy(src, srcOff, dst, F32, index * 4, count);
+            case F32 -> {
+                for (int i = 0; i < count; i++) {
+                    dst.set(F32, (index + (long) i * stride) * 4, src[srcOff + i]);
+                }
+            }
             case F16 -> {
                 for (int i = 0; i < count; i++) {
-                    dst.set(I16, (index + i) * 2, Float.floatToFloat16(src[srcOff + i]));
+                    dst.set(I16, (index + (long) i * stride) * 2, Float.floatToFloat16(src[srcOff + i]));
                 }
             }
             case BF16 -> {
                 for (int i = 0; i < count; i++) {
-                    dst.set(I16, (index + i) * 2, floatToBf16(src[srcOff + i]));
+                    dst.set(I16, (index + (long) i * stride) * 2, floatToBf16(src[srcOff + i]));
                 }
             }
         }
     }
 
+    /** Writes {@code count} floats from {@code src[srcOff..]} as elements {@code [index, index+count)}. */
+    public static void encode(float[] src, int srcOff, MemorySegment dst, DType dtype, long index, int count) {
+        encode(src, srcOff, dst, dtype, index, 1, count);
+    }
+
+    /**
+     * Reads the elements at {@code index, index + stride, ...} into {@code dst[dstOff..]} as
+     * {@code count} floats.
+     */
+    public static void decode(MemorySegment src, DType dtype, long index, int stride, float[] dst, int dstOff, int count) {
+        for (int i = 0; i < count; i++) {
+            long at = index + (long) i * stride;
+            dst[dstOff + i] = switch (dtype) {
+                case F32 -> src.get(F32, at * 4);
+                case F16 -> Float.float16ToFloat(src.get(I16, at * 2));
+                case BF16 -> bf16ToFloat(src.get(I16, at * 2));
+            };
+        }
+    }
+
     /** Reads elements {@code [index, index+count)} into {@code dst[dstOff..]} as floats. */
     public static void decode(MemorySegment src, DType dtype, long index, float[] dst, int dstOff, int count) {
-        switch (dtype) {
-            case F32 -> MemorySegment.copy(src, F32, index * 4, dst, dstOff, count);
-            case F16 -> {
-                for (int i = 0; i < count; i++) {
-                    dst[dstOff + i] = Float.float16ToFloat(src.get(I16, (index + i) * 2));
-                }
-            }
-            case BF16 -> {
-                for (int i = 0; i < count; i++) {
-                    dst[dstOff + i] = bf16ToFloat(src.get(I16, (index + i) * 2));
-                }
-            }
-        }
+        decode(src, dtype, index, 1, dst, dstOff, count);
     }
 
     /** Returns {@code f} after a round trip through {@code dtype}. */

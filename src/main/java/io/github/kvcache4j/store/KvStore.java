@@ -1,13 +1,17 @@
 package io.github.kvcache4j.store;
 
 import io.github.kvcache4j.DType;
+import io.github.kvcache4j.kernel.Kernels;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 
 /**
  * Off-heap slot storage for a set of (layer, kv-head) buffers. Each buffer holds up to
- * {@code capacity} resident tokens: a key row and a value row of {@code headDim} elements in the
- * storage {@link DType}, and the token's absolute position. All memory is reserved once, 64-byte
+ * {@code capacity} resident tokens: a key and a value of {@code headDim} elements in the storage
+ * {@link DType}, and the token's absolute position. Values are rows; keys are tiled as
+ * {@link Kernels} describes. All memory is reserved once, 64-byte
  * aligned, from one shared {@link Arena} and released by {@link #close()}.
  *
  * <p>Slots {@code [0, size)} of a buffer are resident. Removing a slot moves the last resident
@@ -22,7 +26,8 @@ public final class KvStore implements AutoCloseable {
     private final int capacity;
     private final DType dtype;
     private final long rowBytes;
-    private final long regionBytes;
+    private final long keyRegionBytes;
+    private final long valueRegionBytes;
     private final Arena arena;
     private final MemorySegment memory;
     private final MemorySegment[] keys;
@@ -47,20 +52,22 @@ public final class KvStore implements AutoCloseable {
         this.capacity = capacity;
         this.dtype = dtype;
         this.rowBytes = (long) headDim * dtype.bytes();
-        this.regionBytes = alignUp(rowBytes * capacity);
-        long total = Math.multiplyExact(Math.multiplyExact(regionBytes, 2L), (long) buffers);
+        this.keyRegionBytes = alignUp(rowBytes * Kernels.roundToTiles(capacity));
+        this.valueRegionBytes = alignUp(rowBytes * capacity);
+        long total = Math.multiplyExact(keyRegionBytes + valueRegionBytes, (long) buffers);
         this.arena = Arena.ofShared();
         this.memory = arena.allocate(total, ALIGN);
         this.keys = new MemorySegment[buffers];
         this.values = new MemorySegment[buffers];
         for (int b = 0; b < buffers; b++) {
-            keys[b] = memory.asSlice(2 * b * regionBytes, regionBytes);
-            values[b] = memory.asSlice((2 * b + 1) * regionBytes, regionBytes);
+            long base = b * (keyRegionBytes + valueRegionBytes);
+            keys[b] = memory.asSlice(base, keyRegionBytes);
+            values[b] = memory.asSlice(base + keyRegionBytes, valueRegionBytes);
         }
         this.positions = new int[buffers][capacity];
         this.size = new int[buffers];
         this.ordered = new boolean[buffers];
-        java.util.Arrays.fill(ordered, true);
+        Arrays.fill(ordered, true);
     }
 
     private static long alignUp(long bytes) {
@@ -92,7 +99,7 @@ public final class KvStore implements AutoCloseable {
         return size[b];
     }
 
-    /** Returns the key rows of buffer {@code b} (all {@code capacity} rows; the first {@link #size} are resident). */
+    /** Returns the key tiles of buffer {@code b} (room for {@code capacity} keys; the first {@link #size} are resident). */
     public MemorySegment keys(int b) {
         return keys[b];
     }
@@ -129,8 +136,8 @@ public final class KvStore implements AutoCloseable {
     public int append(int b, float[] k, int kOff, float[] v, int vOff, int position) {
         int slot = size[b];
         assert slot < capacity : "buffer " + b + " is full";
-        Codec.encode(k, kOff, keys[b], dtype, (long) slot * headDim, headDim);
-        Codec.encode(v, vOff, values[b], dtype, (long) slot * headDim, headDim);
+        Codec.encode(k, kOff, keys[b], dtype, Kernels.keyIndex(slot, 0, headDim), Kernels.TILE, headDim);
+        Codec.encode(v, vOff, values[b], dtype, (long) slot * headDim, 1, headDim);
         positions[b][slot] = position;
         size[b] = slot + 1;
         return slot;
@@ -138,12 +145,12 @@ public final class KvStore implements AutoCloseable {
 
     /** Decodes the key of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
     public void readKey(int b, int slot, float[] dst, int off) {
-        Codec.decode(keys[b], dtype, (long) slot * headDim, dst, off, headDim);
+        Codec.decode(keys[b], dtype, Kernels.keyIndex(slot, 0, headDim), Kernels.TILE, dst, off, headDim);
     }
 
     /** Decodes the value of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
     public void readValue(int b, int slot, float[] dst, int off) {
-        Codec.decode(values[b], dtype, (long) slot * headDim, dst, off, headDim);
+        Codec.decode(values[b], dtype, (long) slot * headDim, 1, dst, off, headDim);
     }
 
     /**
@@ -187,15 +194,30 @@ public final class KvStore implements AutoCloseable {
     }
 
     private void moveRow(int b, int from, int to) {
-        MemorySegment.copy(keys[b], from * rowBytes, keys[b], to * rowBytes, rowBytes);
+        long fromKey = Kernels.keyIndex(from, 0, headDim);
+        long toKey = Kernels.keyIndex(to, 0, headDim);
+        MemorySegment k = keys[b];
+        if (dtype == DType.F32) {
+            for (int i = 0; i < headDim; i++) {
+                long step = (long) i * Kernels.TILE;
+                k.setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, toKey + step,
+                        k.getAtIndex(ValueLayout.JAVA_INT_UNALIGNED, fromKey + step));
+            }
+        } else {
+            for (int i = 0; i < headDim; i++) {
+                long step = (long) i * Kernels.TILE;
+                k.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, toKey + step,
+                        k.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, fromKey + step));
+            }
+        }
         MemorySegment.copy(values[b], from * rowBytes, values[b], to * rowBytes, rowBytes);
         positions[b][to] = positions[b][from];
     }
 
     /** Empties every buffer. */
     public void clear() {
-        java.util.Arrays.fill(size, 0);
-        java.util.Arrays.fill(ordered, true);
+        Arrays.fill(size, 0);
+        Arrays.fill(ordered, true);
     }
 
     /** Releases the off-heap memory; idempotent. */

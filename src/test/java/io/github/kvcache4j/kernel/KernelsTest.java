@@ -58,13 +58,13 @@ class KernelsTest {
         };
         double scale = 1 / Math.sqrt(d);
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment k = arena.allocate(n * (long) d * dtype.bytes(), 64);
-            MemorySegment v = arena.allocate(n * (long) d * dtype.bytes(), 64);
-            Codec.encode(keys, 0, k, dtype, 0, n * d);
-            Codec.encode(values, 0, v, dtype, 0, n * d);
+            MemorySegment k = storeKeys(arena, keys, n, d, dtype);
+            MemorySegment v = storeValues(arena, values, n, d, dtype);
             float[] storedKeys = new float[n * d];
             float[] storedValues = new float[n * d];
-            Codec.decode(k, dtype, 0, storedKeys, 0, n * d);
+            for (int j = 0; j < n; j++) {
+                Codec.decode(k, dtype, Kernels.keyIndex(j, 0, d), Kernels.TILE, storedKeys, j * d, d);
+            }
             Codec.decode(v, dtype, 0, storedValues, 0, n * d);
             for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
                 float[] out = run(kernels, k, v, dtype, n, d, q, group, (float) scale, null, 0);
@@ -106,10 +106,8 @@ class KernelsTest {
         positions[0] = 3;
         visible[0] = true;
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment k = arena.allocate(n * (long) d * 4);
-            MemorySegment v = arena.allocate(n * (long) d * 4);
-            Codec.encode(keys, 0, k, DType.F32, 0, n * d);
-            Codec.encode(values, 0, v, DType.F32, 0, n * d);
+            MemorySegment k = storeKeys(arena, keys, n, d, DType.F32);
+            MemorySegment v = storeValues(arena, values, n, d, DType.F32);
             double scale = 1 / Math.sqrt(d);
             for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
                 float[] out = run(kernels, k, v, DType.F32, n, d, q, group, (float) scale, positions, 50);
@@ -211,10 +209,8 @@ class KernelsTest {
         }
         q[0] = 80f; // scores up to |q·k|/sqrt(d) = 80 * 4000 / 8 = 4e4
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment k = arena.allocate(n * (long) d * 4);
-            MemorySegment v = arena.allocate(n * (long) d * 4);
-            Codec.encode(keys, 0, k, DType.F32, 0, n * d);
-            Codec.encode(values, 0, v, DType.F32, 0, n * d);
+            MemorySegment k = storeKeys(arena, keys, n, d, DType.F32);
+            MemorySegment v = storeValues(arena, values, n, d, DType.F32);
             for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
                 float[] out = run(kernels, k, v, DType.F32, n, d, q, 1, 0.125f, null, 0);
                 assertEquals(8f, out[1], 1e-6, kernels.name() + ": the largest score takes all the weight");
@@ -222,14 +218,30 @@ class KernelsTest {
         }
     }
 
+    /** Keys in the tiled layout of {@link Kernels}, with garbage in the unused lanes of the last tile. */
+    static MemorySegment storeKeys(Arena arena, float[] keys, int n, int d, DType dtype) {
+        MemorySegment k = arena.allocate((long) Kernels.roundToTiles(n) * d * dtype.bytes(), 64);
+        k.fill((byte) 0x7f);
+        for (int j = 0; j < n; j++) {
+            Codec.encode(keys, j * d, k, dtype, Kernels.keyIndex(j, 0, d), Kernels.TILE, d);
+        }
+        return k;
+    }
+
+    static MemorySegment storeValues(Arena arena, float[] values, int n, int d, DType dtype) {
+        MemorySegment v = arena.allocate((long) n * d * dtype.bytes(), 64);
+        Codec.encode(values, 0, v, dtype, 0, n * d);
+        return v;
+    }
+
     private static float[] run(Kernels kernels, MemorySegment k, MemorySegment v, DType dtype, int n, int d,
                                float[] q, int group, float scale, int[] positions, int queryPosition) {
-        int stride = n + 3;
+        int stride = Kernels.roundToTiles(n) + Kernels.TILE;
         float[] w = new float[group * stride];
         float[] ms = new float[2 * group];
         float[] out = new float[group * d];
         kernels.attend(k, v, dtype, n, d, q, 0, group, scale, positions, queryPosition, w, stride, ms, out, 0,
-                new float[Kernels.scratchFloats(d)]);
+                new Kernels.Workspace(d));
         for (int g = 0; g < group; g++) {
             for (int i = 0; i < d; i++) {
                 out[g * d + i] /= ms[2 * g + 1];
