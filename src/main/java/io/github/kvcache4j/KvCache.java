@@ -135,8 +135,8 @@ public final class KvCache implements AutoCloseable {
         int row = kvHeads * headDim;
         checkArray("keys", keys, (long) tokens * row);
         checkArray("values", values, (long) tokens * row);
-        checkFinite("keys", keys, 0, tokens * row);
-        checkFinite("values", values, 0, tokens * row);
+        checkStorable("keys", keys, 0, tokens * row);
+        checkStorable("values", values, 0, tokens * row);
         makeRoom(layer, tokens);
         for (int t = 0; t < tokens; t++) {
             store(layer, firstPosition + t, keys, values, t * row);
@@ -158,8 +158,8 @@ public final class KvCache implements AutoCloseable {
         checkSegment("keys", keys, (long) tokens * row);
         checkSegment("values", values, (long) tokens * row);
         for (int t = 0; t < tokens; t++) {
-            checkFinite("keys", keys, (long) t * row, row);
-            checkFinite("values", values, (long) t * row, row);
+            checkStorable("keys", keys, (long) t * row, row);
+            checkStorable("values", values, (long) t * row, row);
         }
         makeRoom(layer, tokens);
         for (int t = 0; t < tokens; t++) {
@@ -498,6 +498,35 @@ public final class KvCache implements AutoCloseable {
         if (s.byteSize() != expectedFloats * 4) {
             throw new IllegalArgumentException(name + " must have " + expectedFloats * 4 + " bytes ("
                     + expectedFloats + " floats), got " + s.byteSize());
+        }
+    }
+
+    /** Largest finite binary16 magnitude; larger keys or values would be stored as infinities. */
+    private static final float F16_MAX = 65504f;
+
+    /** Rejects non-finite elements, and for F16 storage elements beyond its finite range. */
+    private void checkStorable(String name, float[] a, int from, int to) {
+        checkFinite(name, a, from, to);
+        if (config.dtype() == DType.F16) {
+            for (int i = from; i < to; i++) {
+                if (Math.abs(a[i]) > F16_MAX) {
+                    throw new IllegalArgumentException(name + "[" + i + "] = " + a[i]
+                            + " is outside the F16 range [-65504, 65504]");
+                }
+            }
+        }
+    }
+
+    private void checkStorable(String name, MemorySegment s, long fromFloat, int count) {
+        checkFinite(name, s, fromFloat, count);
+        if (config.dtype() == DType.F16) {
+            for (int i = 0; i < count; i++) {
+                float f = s.get(F32, (fromFloat + i) * 4);
+                if (Math.abs(f) > F16_MAX) {
+                    throw new IllegalArgumentException(name + "[" + (fromFloat + i) + "] = " + f
+                            + " is outside the F16 range [-65504, 65504]");
+                }
+            }
         }
     }
 

@@ -134,6 +134,30 @@ class KvCacheValidationTest {
     }
 
     @Test
+    void rejectsValuesBeyondTheF16RangeForF16Storage() {
+        KvCache f16 = KvCache.create(cache.config().toBuilder().dtype(DType.F16).build());
+        f16.append(0, 0, row(KV), row(KV));
+        KvCache saved = cache;
+        cache = f16;
+        try {
+            float[] k = row(KV);
+            k[3] = 70000f;
+            rejects(IllegalArgumentException.class, words("keys[3] = 70000.0", "F16 range [-65504, 65504]"),
+                    () -> f16.append(0, 1, k, row(KV)));
+            float[] v = row(KV);
+            v[0] = -65505f;
+            rejects(IllegalArgumentException.class, words("values[0]", "F16 range"), () -> f16.append(0, 1, row(KV), v));
+            float[] edge = row(KV);
+            edge[0] = 65504f;
+            f16.append(0, 1, edge, edge);
+            assertEquals(2, f16.stats().resident(0, 0));
+        } finally {
+            cache = saved;
+            f16.close();
+        }
+    }
+
+    @Test
     void rejectsNonFiniteSegmentInputs() {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment k = arena.allocate(KV * D * 4L);
