@@ -1,0 +1,63 @@
+package io.github.kvcache4j;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import io.github.kvcache4j.testutil.Seeds;
+import java.lang.management.ManagementFactory;
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * Decode steps (append with eviction, then attention) allocate nothing on the Java heap once
+ * warm: the thread's allocated-bytes counter does not move over many steps.
+ */
+class SteadyStateAllocationTest {
+
+    private static final com.sun.management.ThreadMXBean THREADS =
+            (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+
+    @ParameterizedTest
+    @ValueSource(strings = {"streaming_llm", "knorm", "h2o", "observed_attention", "snapkv", "tova", "corm"})
+    void decodeStepsAllocateNothing(String name) {
+        EvictionPolicy policy = switch (name) {
+            case "streaming_llm" -> Policies.streamingLlm();
+            case "knorm" -> Policies.knorm();
+            case "h2o" -> Policies.h2o();
+            case "observed_attention" -> Policies.observedAttention();
+            case "snapkv" -> Policies.snapKv();
+            case "tova" -> Policies.tova();
+            default -> Policies.corm();
+        };
+        SplittableRandom r = new SplittableRandom(Seeds.fresh("decodeStepsAllocateNothing " + name));
+        int d = 64;
+        for (DType dtype : DType.values()) {
+            KvCacheConfig config = KvCacheConfig.builder().layers(2).kvHeads(2).queryHeads(8).headDim(d)
+                    .capacity(128).dtype(dtype).policy(policy).build();
+            try (KvCache cache = KvCache.create(config)) {
+                float[] k = Seeds.uniform(r, 2 * d, 1);
+                float[] v = Seeds.uniform(r, 2 * d, 1);
+                float[] q = Seeds.uniform(r, 8 * d, 1);
+                float[] out = new float[8 * d];
+                int position = 0;
+                // Warm up past the capacity so that every step evicts, and let the JIT compile.
+                for (; position < 20_000; position++) {
+                    step(cache, position, k, v, q, out);
+                }
+                long before = THREADS.getCurrentThreadAllocatedBytes();
+                for (int i = 0; i < 2_000; i++, position++) {
+                    step(cache, position, k, v, q, out);
+                }
+                long allocated = THREADS.getCurrentThreadAllocatedBytes() - before;
+                assertEquals(0, allocated, name + " " + dtype + ": bytes allocated over 2000 decode steps");
+            }
+        }
+    }
+
+    private static void step(KvCache cache, int position, float[] k, float[] v, float[] q, float[] out) {
+        for (int layer = 0; layer < 2; layer++) {
+            cache.append(layer, position, k, v);
+            cache.attend(layer, position, q, out);
+        }
+    }
+}
