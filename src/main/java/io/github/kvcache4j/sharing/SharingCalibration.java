@@ -345,7 +345,7 @@ public final class SharingCalibration {
 
     /** Command-line options shared by {@link #main} and the NLL runner. */
     record Options(Path model, Path text, int tokens, int check, int[] shared, double threshold, int threads,
-                   int windows, String[] policies, double[] ratios) {
+                   int windows, String[] policies, double[] ratios, String[] plans) {
 
         static Options parse(String[] args) {
             Path model = Path.of("../shared/models/austen-base-f16.gguf");
@@ -358,6 +358,7 @@ public final class SharingCalibration {
             int windows = 4;
             String[] policies = {"knorm", "streaming", "snapkv", "tova"};
             double[] ratios = {0.25, 0.5};
+            String[] plans = {};
             for (int i = 0; i < args.length; i += 2) {
                 if (i + 1 >= args.length) {
                     throw new IllegalArgumentException("option " + args[i] + " needs a value");
@@ -368,20 +369,23 @@ public final class SharingCalibration {
                     case "--text" -> text = Path.of(v);
                     case "--tokens" -> tokens = Integer.parseInt(v);
                     case "--check" -> check = Integer.parseInt(v);
-                    case "--shared" -> shared = Arrays.stream(v.split(",")).mapToInt(Integer::parseInt).toArray();
+                    case "--shared" -> shared = v.equals("none") ? new int[0]
+                            : Arrays.stream(v.split(",")).mapToInt(Integer::parseInt).toArray();
                     case "--threshold" -> threshold = Double.parseDouble(v);
                     case "--threads" -> threads = Integer.parseInt(v);
                     case "--windows" -> windows = Integer.parseInt(v);
-                    case "--policies" -> policies = v.split(",");
+                    case "--policies" -> policies = v.equals("none") ? new String[0] : v.split(",");
+                    case "--plans" -> plans = v.split(",");
                     case "--ratios" -> ratios = Arrays.stream(v.split(",")).mapToDouble(Double::parseDouble).toArray();
                     default -> throw new IllegalArgumentException("unknown option " + args[i] + "; options: --model, "
-                            + "--text, --tokens, --check, --shared, --threshold, --threads, --windows, --policies, --ratios");
+                            + "--text, --tokens, --check, --shared, --threshold, --threads, --windows, --policies, --ratios, --plans");
                 }
             }
             if (check > tokens) {
                 throw new IllegalArgumentException("--check " + check + " must be <= --tokens " + tokens);
             }
-            return new Options(model, text, tokens, check, shared, threshold, threads, windows, policies, ratios);
+            return new Options(model, text, tokens, check, shared, threshold, threads, windows, policies, ratios,
+                    plans);
         }
     }
 }

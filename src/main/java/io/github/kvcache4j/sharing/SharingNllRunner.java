@@ -23,8 +23,9 @@ import java.util.Locale;
  * on the first {@code --tokens} tokens, which precede every window. Prints a markdown table.
  *
  * <p>Options are those of {@link SharingCalibration#main} plus {@code --windows} (default 4),
- * {@code --policies} (default {@code knorm,streaming,snapkv,tova}) and {@code --ratios} (default
- * {@code 0.25,0.5}).
+ * {@code --policies} (default {@code knorm,streaming,snapkv,tova}; {@code none} for none),
+ * {@code --ratios} (default {@code 0.25,0.5}) and {@code --plans} (explicit plans in
+ * {@code layer_types} form, comma-separated); {@code --shared none} skips the calibration.
  */
 final class SharingNllRunner {
 
@@ -59,10 +60,14 @@ final class SharingNllRunner {
                 throw new IllegalArgumentException("--tokens " + o.tokens() + " would overlap the first window at "
                         + FIRST_WINDOW);
             }
-            SharingCalibration cal = SharingCalibration.collect(model, Arrays.copyOf(all, o.tokens()));
-            int[] check = Arrays.copyOf(all, o.check());
             List<Setup> setups = new ArrayList<>();
             setups.add(new Setup("full cache", SharingPlan.identity(layers), Policies.full(), 0));
+            for (String types : o.plans()) {
+                setups.add(new Setup("plan " + types, SharingPlan.parse(types), Policies.full(), 0));
+            }
+            SharingCalibration cal = o.shared().length == 0 ? null
+                    : SharingCalibration.collect(model, Arrays.copyOf(all, o.tokens()));
+            int[] check = Arrays.copyOf(all, o.check());
             for (int shared : o.shared()) {
                 SharingPlan sim = cal.similarityPlan(shared);
                 SharingPlan dis = cal.dissimilarityPlan(model, check, shared, o.threshold());
