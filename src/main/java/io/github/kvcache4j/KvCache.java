@@ -173,7 +173,10 @@ public final class KvCache implements AutoCloseable {
     /**
      * Attention of one query token at {@code position}: for every query head,
      * {@code softmax(q·Kᵀ/√d)·V} over the resident tokens of {@code layer}'s source whose position
-     * is at most {@code position}.
+     * is at most {@code position}. A layer that reads a later layer (LCKV's top-layer mode)
+     * attends before its source has stored {@code position}, so it sees the previous tokens;
+     * when it sees none (the first token) its output is zero. For every other layer a query that
+     * sees no resident token is an error.
      *
      * @param queries {@code queryHeads * headDim} floats
      * @param out receives {@code queryHeads * headDim} floats
@@ -218,7 +221,9 @@ public final class KvCache implements AutoCloseable {
             }
             if (report) {
                 for (HeadWork w : work) {
-                    w.report(tracker, layer);
+                    if (!w.empty) {
+                        w.report(tracker, layer);
+                    }
                 }
             }
         }
@@ -466,6 +471,9 @@ public final class KvCache implements AutoCloseable {
     }
 
     private void checkVisible(int layer, int firstPosition) {
+        if (source[layer] > layer) {
+            return; // top-layer mode: before the source's first token nothing is visible, by design
+        }
         for (int h = 0; h < kvHeads; h++) {
             int b = bufferBase[layer] + h;
             int n = store.size(b);
@@ -559,6 +567,8 @@ public final class KvCache implements AutoCloseable {
         private float[] out;
         private int offset;
         private int visible;
+        /** Whether the query saw no token (only possible for a layer reading a later layer). */
+        private boolean empty;
 
         HeadWork(int head) {
             this.head = head;
@@ -588,6 +598,12 @@ public final class KvCache implements AutoCloseable {
                 mask = positions;
             }
             int at = offset + head * group * headDim;
+            empty = source[layer] > layer && noneVisible(positions, n, mask == null);
+            if (empty) {
+                // Softmax over no token: the attention contributes nothing (output zero).
+                Arrays.fill(out, at, at + group * headDim, 0f);
+                return;
+            }
             kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
                     queries, at, group, scale, mask, queryPosition,
                     weights, stride, maxAndSum, out, at, workspace);
@@ -609,6 +625,18 @@ public final class KvCache implements AutoCloseable {
                 }
             }
             t.onAttention(source[readingLayer], head, queryPosition, readingLayer, weights, stride, visible);
+        }
+
+        private boolean noneVisible(int[] positions, int n, boolean ordered) {
+            if (ordered) {
+                return visible == 0;
+            }
+            for (int j = 0; j < n; j++) {
+                if (positions[j] <= queryPosition) {
+                    return false;
+                }
+            }
+            return true;
         }
 
         private static int upperBound(int[] sorted, int n, int key) {

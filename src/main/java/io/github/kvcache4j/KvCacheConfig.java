@@ -1,6 +1,6 @@
 package io.github.kvcache4j;
 
-import java.util.Arrays;
+import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Objects;
 import java.util.concurrent.Executor;
 
@@ -19,7 +19,7 @@ public final class KvCacheConfig {
     private final DType dtype;
     private final EvictionPolicy policy;
     private final Executor executor;
-    private final int[] kvSourceLayers;
+    private final SharingPlan sharing;
 
     private KvCacheConfig(Builder b) {
         this.layers = positive("layers", b.layers);
@@ -38,7 +38,7 @@ public final class KvCacheConfig {
                     + policy.protectedTokens() + " tokens policy " + policy.name() + " protects");
         }
         this.executor = b.executor;
-        this.kvSourceLayers = b.kvSourceLayers == null ? identity(layers) : validSources(b.kvSourceLayers, layers);
+        this.sharing = b.kvSourceLayers == null ? SharingPlan.identity(layers) : validSources(b.kvSourceLayers, layers);
     }
 
     private static int positive(String name, int value) {
@@ -48,30 +48,12 @@ public final class KvCacheConfig {
         return value;
     }
 
-    private static int[] identity(int n) {
-        int[] id = new int[n];
-        Arrays.setAll(id, i -> i);
-        return id;
-    }
-
-    private static int[] validSources(int[] sources, int layers) {
+    private static SharingPlan validSources(int[] sources, int layers) {
         if (sources.length != layers) {
             throw new IllegalArgumentException("kvSourceLayers has " + sources.length
                     + " entries, expected one per layer (" + layers + ")");
         }
-        for (int i = 0; i < layers; i++) {
-            int s = sources[i];
-            if (s < 0 || s >= layers) {
-                throw new IllegalArgumentException("kvSourceLayers[" + i + "] = " + s
-                        + " is outside [0, " + layers + ")");
-            }
-            if (sources[s] != s) {
-                throw new IllegalArgumentException("kvSourceLayers[" + i + "] = " + s
-                        + " is not a source layer: kvSourceLayers[" + s + "] = " + sources[s]
-                        + " (a source reads itself)");
-            }
-        }
-        return sources.clone();
+        return SharingPlan.of(sources);
     }
 
     /** Returns a builder with dtype {@link DType#F32} and policy {@link Policies#full()}. */
@@ -83,7 +65,7 @@ public final class KvCacheConfig {
     public Builder toBuilder() {
         return new Builder().layers(layers).kvHeads(kvHeads).queryHeads(queryHeads).headDim(headDim)
                 .capacity(capacity).dtype(dtype).policy(policy).executor(executor)
-                .kvSourceLayers(kvSourceLayers);
+                .sharing(sharing);
     }
 
     /** Returns the number of transformer layers. */
@@ -133,28 +115,29 @@ public final class KvCacheConfig {
 
     /** Returns, per layer, the layer whose KV it reads (itself when it stores its own). */
     public int[] kvSourceLayers() {
-        return kvSourceLayers.clone();
+        return sharing.sources();
+    }
+
+    /** Returns the cross-layer sharing plan (the identity when no layer shares). */
+    public SharingPlan sharing() {
+        return sharing;
     }
 
     /** Returns whether {@code layer} stores its own KV. */
     public boolean isSourceLayer(int layer) {
-        return kvSourceLayers[layer] == layer;
+        return sharing.isSource(layer);
     }
 
     /** Returns the number of layers that store KV. */
     public int sourceLayerCount() {
-        int n = 0;
-        for (int i = 0; i < layers; i++) {
-            n += kvSourceLayers[i] == i ? 1 : 0;
-        }
-        return n;
+        return sharing.sourceCount();
     }
 
     @Override
     public String toString() {
         return "KvCacheConfig[layers=" + layers + ", kvHeads=" + kvHeads + ", queryHeads=" + queryHeads
                 + ", headDim=" + headDim + ", capacity=" + capacity + ", dtype=" + dtype
-                + ", policy=" + policy.name() + ", kvSourceLayers=" + Arrays.toString(kvSourceLayers) + "]";
+                + ", policy=" + policy.name() + ", sharing=" + sharing.toLayerTypes() + "]";
     }
 
     /** Collects the settings of a {@link KvCacheConfig}; {@link #build()} validates them. */
@@ -226,6 +209,15 @@ public final class KvCacheConfig {
          */
         public Builder kvSourceLayers(int[] sources) {
             this.kvSourceLayers = sources == null ? null : sources.clone();
+            return this;
+        }
+
+        /**
+         * Sets cross-layer sharing from a plan (the same as {@code kvSourceLayers(plan.sources())});
+         * its layer count must equal {@link #layers}. Null means every layer stores its own.
+         */
+        public Builder sharing(SharingPlan plan) {
+            this.kvSourceLayers = plan == null ? null : plan.sources();
             return this;
         }
 

@@ -144,8 +144,9 @@ public final class LlamaModel implements AutoCloseable {
     /**
      * Returns a cache configuration builder preset with this model's dimensions (layers, KV heads,
      * query heads, head dimension, KV source layers); the caller adds capacity, dtype and policy.
-     * A cache may share more layers than the model does (lossy cross-layer sharing): a layer the
-     * cache does not store is then not projected to keys and values at all.
+     * A cache may share more layers than the model does (lossy cross-layer sharing, see
+     * {@link KvCacheConfig.Builder#sharing}): a layer the cache does not store is then not
+     * projected to keys and values at all. A layer may even read a later layer (top-layer mode).
      *
      * @return a new builder
      */
@@ -174,7 +175,9 @@ public final class LlamaModel implements AutoCloseable {
 
     /**
      * Runs tokens at consecutive positions through the model (prefill or teacher forcing), in
-     * chunks of at most {@value #MAX_CHUNK} tokens.
+     * chunks of at most {@value #MAX_CHUNK} tokens; one token at a time when the cache's sharing
+     * plan has a layer that reads a later layer (LCKV's top-layer mode: the lower layer attends
+     * to the previous tokens of its source, as in a decode step).
      *
      * @param cache the sequence's cache, configured with this model's dimensions
      * @param tokens the token ids
@@ -186,7 +189,10 @@ public final class LlamaModel implements AutoCloseable {
      */
     public float[] forward(KvCache cache, int[] tokens, int startPos, boolean allLogits) {
         checkCache(cache.config());
-        return forward(new CacheAttention(cache), tokens, startPos, allLogits);
+        // A layer that reads a later layer needs the source's KV of every earlier token, which
+        // exists only after the whole stack has run on that token: one token at a time.
+        int chunk = cache.config().sharing().readsLaterLayer() ? 1 : MAX_CHUNK;
+        return forward(new CacheAttention(cache), tokens, startPos, allLogits, chunk);
     }
 
     private void checkCache(KvCacheConfig cc) {
@@ -235,6 +241,10 @@ public final class LlamaModel implements AutoCloseable {
      * @return the logits
      */
     float[] forward(KvAttention kv, int[] tokens, int startPos, boolean allLogits) {
+        return forward(kv, tokens, startPos, allLogits, MAX_CHUNK);
+    }
+
+    private float[] forward(KvAttention kv, int[] tokens, int startPos, boolean allLogits, int maxChunk) {
         if (tokens.length == 0) {
             throw new IllegalArgumentException("tokens: length 0, need at least one token");
         }
@@ -254,8 +264,8 @@ public final class LlamaModel implements AutoCloseable {
                     + " logits each exceed the largest float[]; request fewer tokens or only the last logits");
         }
         float[] logits = new float[allLogits ? tokens.length * vocab : vocab];
-        for (int c = 0; c < tokens.length; c += MAX_CHUNK) {
-            int n = Math.min(MAX_CHUNK, tokens.length - c);
+        for (int c = 0; c < tokens.length; c += maxChunk) {
+            int n = Math.min(maxChunk, tokens.length - c);
             boolean last = c + n == tokens.length;
             if (allLogits || last) {
                 float[] chunkLogits = chunk(kv, tokens, c, n, startPos + c, allLogits);
