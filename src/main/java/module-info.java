@@ -9,4 +9,5 @@ module io.github.kvcache4j {
 
     exports io.github.kvcache4j;
     exports io.github.kvcache4j.sharing;
+    exports io.github.kvcache4j.model;
 }
