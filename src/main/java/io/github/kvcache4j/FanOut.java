@@ -5,62 +5,61 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
 
 /**
- * Runs a fixed set of tasks on an executor and waits for them, without allocating per round: the
- * caller runs the first task itself, the executor the others. Package-private helper of
+ * Runs a fixed set of tasks on an executor and waits for them, without allocating per round.
+ * The caller and the executor's threads pull tasks from a shared counter until none is left, so
+ * the work balances itself whatever the executor's size. Package-private helper of
  * {@link KvCache}.
  */
 final class FanOut {
 
     private final Executor executor;
     private final Runnable[] tasks;
-    private final Runnable[] wrapped;
-    private final AtomicInteger pending = new AtomicInteger();
+    private final Runnable puller = this::pull;
+    private final AtomicInteger next = new AtomicInteger();
+    private final AtomicInteger done = new AtomicInteger();
     private volatile Thread waiter;
     private volatile Throwable failure;
 
     FanOut(Executor executor, Runnable[] tasks) {
         this.executor = executor;
         this.tasks = tasks.clone();
-        this.wrapped = new Runnable[tasks.length];
-        for (int i = 1; i < tasks.length; i++) {
-            Runnable task = tasks[i];
-            wrapped[i] = () -> {
-                try {
-                    task.run();
-                } catch (Throwable t) {
-                    failure = t;
-                } finally {
-                    if (pending.decrementAndGet() == 0) {
-                        LockSupport.unpark(waiter);
-                    }
-                }
-            };
-        }
     }
 
-    /** Runs every task once and returns when all are done; rethrows the first failure. */
+    /** Runs every task once and returns when all are done; rethrows a failure. */
     void runAll() {
         failure = null;
         waiter = Thread.currentThread();
-        pending.set(tasks.length - 1);
+        done.set(0);
+        next.set(0);
         for (int i = 1; i < tasks.length; i++) {
-            executor.execute(wrapped[i]);
+            executor.execute(puller);
         }
-        Throwable own = null;
-        try {
-            tasks[0].run();
-        } catch (Throwable t) {
-            own = t;
-        }
-        while (pending.get() > 0) {
+        pull();
+        while (done.get() < tasks.length) {
             LockSupport.park(this);
         }
-        Throwable t = own != null ? own : failure;
+        Throwable t = failure;
         if (t instanceof RuntimeException re) {
             throw re;
         }
         if (t instanceof Error e) {
             throw e;
+        }
+    }
+
+    /** Runs tasks until the counter passes the last one; a puller that starts late finds none. */
+    private void pull() {
+        int i;
+        while ((i = next.getAndIncrement()) < tasks.length) {
+            try {
+                tasks[i].run();
+            } catch (Throwable t) {
+                failure = t;
+            } finally {
+                if (done.incrementAndGet() == tasks.length) {
+                    LockSupport.unpark(waiter);
+                }
+            }
         }
     }
 }

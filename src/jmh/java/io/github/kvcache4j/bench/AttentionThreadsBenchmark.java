@@ -24,10 +24,9 @@ import org.openjdk.jmh.annotations.Warmup;
 /**
  * kvcache4j decode attention (as {@link DecodeAttentionBenchmark}: Llama-3-8B layer, one decode
  * query) at 16K resident tokens, on the calling thread alone ({@code threads = 1}: no executor) or
- * fanned out with {@link KvCacheConfig.Builder#executor} over a fixed pool of {@code threads}
- * workers created in setup. With an executor, attention submits one task per kv-head but the
- * first, runs that one on the calling thread and then waits for the pool, so {@code threads = 2}
- * means two pool workers plus the caller's share of one kv-head.
+ * fanned out with {@link KvCacheConfig.Builder#executor} over a fixed pool of
+ * {@code threads - 1} workers created in setup: the calling thread and the workers pull kv-heads
+ * from a shared counter, so {@code threads} threads in all do the work.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -45,7 +44,7 @@ public class AttentionThreadsBenchmark {
     @Param({"F32", "F16"})
     DType dtype;
 
-    /** 1: no executor; otherwise the size of the fixed pool attention fans out on. */
+    /** Threads doing the work: the caller, and {@code threads - 1} pool workers. */
     @Param({"1", "2"})
     int threads;
 
@@ -61,7 +60,7 @@ public class AttentionThreadsBenchmark {
                 .queryHeads(AttentionData.QUERY_HEADS).headDim(AttentionData.HEAD_DIM).capacity(tokens)
                 .dtype(dtype);
         if (threads > 1) {
-            pool = Executors.newFixedThreadPool(threads, r -> {
+            pool = Executors.newFixedThreadPool(threads - 1, r -> {
                 Thread t = new Thread(r, "attention-worker");
                 t.setDaemon(true);
                 return t;
