@@ -1,5 +1,7 @@
 package io.github.kvcache4j;
 
+import java.util.Objects;
+
 /**
  * A snapshot of a cache's occupancy.
  *
@@ -16,6 +18,7 @@ public record CacheStats(int[][] resident, long evicted, long residentBytes, lon
 
     /** Copies {@code resident} so the snapshot cannot change. */
     public CacheStats {
+        Objects.requireNonNull(resident, "resident");
         int[][] copy = new int[resident.length][];
         for (int i = 0; i < resident.length; i++) {
             copy[i] = resident[i].clone();

@@ -49,6 +49,8 @@ public final class KvCache implements AutoCloseable {
     private final FanOut fanOut;
     private final int[][] victims;
     private final boolean[] keep;
+    /** All false between calls; marks the victims {@link #checkVictims} has seen. */
+    private final boolean[] named;
     private final int[] need;
     private final float[] segmentKeys;
     private final float[] segmentValues;
@@ -74,7 +76,6 @@ public final class KvCache implements AutoCloseable {
         for (int l = 0; l < layers; l++) {
             bufferBase[l] = bufferBase[source[l]];
         }
-        this.store = new KvStore(sources * kvHeads, headDim, capacity, config.dtype());
         this.tracker = config.policy().newTracker(layers, kvHeads, group, capacity);
         this.kernels = KernelProvider.kernels();
         this.scale = (float) (1.0 / Math.sqrt(headDim));
@@ -88,9 +89,13 @@ public final class KvCache implements AutoCloseable {
         this.fanOut = config.executor() == null ? null : new FanOut(config.executor(), work);
         this.victims = new int[kvHeads][capacity];
         this.keep = new boolean[capacity];
+        this.named = new boolean[capacity];
         this.need = new int[kvHeads];
         this.segmentKeys = new float[kvHeads * headDim];
         this.segmentValues = new float[kvHeads * headDim];
+        // Off-heap memory last: a policy that rejects the shape, or a failed heap allocation,
+        // must not leave a reserved arena behind.
+        this.store = new KvStore(sources * kvHeads, headDim, capacity, config.dtype());
     }
 
     /**
@@ -307,6 +312,8 @@ public final class KvCache implements AutoCloseable {
         checkOpen();
         checkLayer(layer);
         checkIndex("kvHead", kvHead, kvHeads);
+        Objects.requireNonNull(keys, "keys");
+        Objects.requireNonNull(values, "values");
         int b = bufferBase[layer] + kvHead;
         int n = store.size(b);
         if (keys.length < n * headDim || values.length < n * headDim) {
@@ -410,12 +417,23 @@ public final class KvCache implements AutoCloseable {
         evicted += count;
     }
 
+    /** Rejects victims outside the resident slots or named twice (either would corrupt the buffer). */
     private void checkVictims(int layer, int h, int[] v, int chosen, int n) {
         for (int i = 0; i < chosen; i++) {
             if (v[i] < 0 || v[i] >= n) {
+                Arrays.fill(named, 0, n, false);
                 throw new IllegalStateException("policy " + config.policy().name() + " named slot "
                         + v[i] + " of layer " + layer + ", kv-head " + h + ", outside [0, " + n + ")");
             }
+            if (named[v[i]]) {
+                Arrays.fill(named, 0, n, false);
+                throw new IllegalStateException("policy " + config.policy().name() + " named slot "
+                        + v[i] + " of layer " + layer + ", kv-head " + h + " twice");
+            }
+            named[v[i]] = true;
+        }
+        for (int i = 0; i < chosen; i++) {
+            named[v[i]] = false;
         }
     }
 

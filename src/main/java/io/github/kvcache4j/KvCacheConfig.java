@@ -1,5 +1,6 @@
 package io.github.kvcache4j;
 
+import io.github.kvcache4j.kernel.Kernels;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Objects;
 import java.util.concurrent.Executor;
@@ -31,6 +32,7 @@ public final class KvCacheConfig {
             throw new IllegalArgumentException("queryHeads (" + queryHeads
                     + ") must be a multiple of kvHeads (" + kvHeads + ")");
         }
+        checkAddressable(layers, kvHeads, queryHeads / kvHeads, headDim, capacity);
         this.dtype = Objects.requireNonNull(b.dtype, "dtype");
         this.policy = Objects.requireNonNull(b.policy, "policy");
         if (policy.protectedTokens() >= capacity) {
@@ -46,6 +48,27 @@ public final class KvCacheConfig {
             throw new IllegalArgumentException(name + " must be > 0, got " + value);
         }
         return value;
+    }
+
+    /** The largest Java array; some VMs reserve a few header words. */
+    private static final long MAX_ARRAY = Integer.MAX_VALUE - 8;
+
+    /**
+     * Rejects shapes whose per-head work arrays (capacity rounded up to whole key tiles, times the
+     * head dimension or the group size) or buffer count would not fit a Java array or an int index.
+     */
+    private static void checkAddressable(int layers, int kvHeads, int groupSize, int headDim, int capacity) {
+        long tiles = ((long) capacity + Kernels.TILE - 1) / Kernels.TILE * Kernels.TILE;
+        long floats = tiles * Math.max(headDim, groupSize);
+        if (floats > MAX_ARRAY) {
+            throw new IllegalArgumentException("capacity (" + capacity + ") rounded up to " + tiles
+                    + " times max(headDim, queryHeads / kvHeads) (" + Math.max(headDim, groupSize)
+                    + ") must be at most " + MAX_ARRAY + ", got " + floats);
+        }
+        if ((long) layers * kvHeads > MAX_ARRAY) {
+            throw new IllegalArgumentException("layers (" + layers + ") times kvHeads (" + kvHeads
+                    + ") must be at most " + MAX_ARRAY);
+        }
     }
 
     private static SharingPlan validSources(int[] sources, int layers) {
@@ -123,8 +146,15 @@ public final class KvCacheConfig {
         return sharing;
     }
 
-    /** Returns whether {@code layer} stores its own KV. */
+    /**
+     * Returns whether {@code layer} stores its own KV.
+     *
+     * @throws IllegalArgumentException if {@code layer} is not in {@code [0, layers)}
+     */
     public boolean isSourceLayer(int layer) {
+        if (layer < 0 || layer >= layers) {
+            throw new IllegalArgumentException("layer must be in [0, " + layers + "), got " + layer);
+        }
         return sharing.isSource(layer);
     }
 

@@ -7,6 +7,7 @@ import io.github.kvcache4j.policy.KnormPolicy;
 import io.github.kvcache4j.policy.SnapKvPolicy;
 import io.github.kvcache4j.policy.StreamingLlmPolicy;
 import io.github.kvcache4j.policy.TovaPolicy;
+import java.util.Objects;
 
 /** Creates the built-in eviction policies. Each method documents its defaults and its paper. */
 public final class Policies {
@@ -73,9 +74,10 @@ public final class Policies {
      *
      * @throws IllegalArgumentException if {@code pruneAfter < 0} or a layer is negative (a layer
      *     not below the model's layer count is rejected when the cache is created)
+     * @throws NullPointerException if {@code skipLayers} is null
      */
     public static EvictionPolicy knorm(int pruneAfter, int... skipLayers) {
-        return new KnormPolicy(pruneAfter, skipLayers);
+        return new KnormPolicy(pruneAfter, Objects.requireNonNull(skipLayers, "skipLayers"));
     }
 
     /**

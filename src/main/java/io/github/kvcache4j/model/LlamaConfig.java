@@ -102,6 +102,11 @@ public record LlamaConfig(int dim, int layers, int heads, int kvHeads, int ffnDi
                     .orElseThrow(() -> new IllegalArgumentException("token_embd.weight: missing")).dim(1);
         }
         int layers = gguf.getInt("llama.block_count");
+        // Every block has several tensors: a corrupt count must fail here, not allocate per block.
+        if (layers > gguf.tensors().size()) {
+            throw new IllegalArgumentException("llama.block_count: " + layers + " blocks exceed the "
+                    + gguf.tensors().size() + " tensors of the file");
+        }
         return new LlamaConfig(dim, layers, heads,
                 gguf.getInt("llama.attention.head_count_kv", heads),
                 gguf.getInt("llama.feed_forward_length"),

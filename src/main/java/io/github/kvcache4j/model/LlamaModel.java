@@ -81,7 +81,9 @@ public final class LlamaModel implements AutoCloseable {
      *
      * @param gguf an open llama GGUF file; it must stay open while the model is used
      * @return the model
-     * @throws GgufFormatException if a tensor is missing or has the wrong shape
+     * @throws GgufFormatException if a tensor is missing, has the wrong shape or a type the
+     *     decoder does not read
+     * @throws IllegalArgumentException if a setting ({@code llama.*} metadata) is missing or invalid
      */
     public static LlamaModel load(GgufFile gguf) throws GgufFormatException {
         return load(gguf, 1);
@@ -93,8 +95,8 @@ public final class LlamaModel implements AutoCloseable {
      * @param gguf an open llama GGUF file; it must stay open while the model is used
      * @param threads the number of threads matrix products are split over (1 = caller thread only)
      * @return the model; close it to stop its worker threads
-     * @throws GgufFormatException if a tensor is missing or has the wrong shape
-     * @throws IllegalArgumentException if {@code threads < 1}
+     * @throws GgufFormatException if a tensor is missing, has the wrong shape or a type the decoder does not read
+     * @throws IllegalArgumentException if {@code threads < 1} or a setting is missing or invalid
      */
     public static LlamaModel load(GgufFile gguf, int threads) throws GgufFormatException {
         if (threads < 1) {
@@ -115,6 +117,10 @@ public final class LlamaModel implements AutoCloseable {
 
     private static Matrix matrix(GgufFile gguf, String name, int rows, int cols) throws GgufFormatException {
         GgufTensorInfo t = tensor(gguf, name, cols, rows);
+        if (!Matrix.supports(t.type())) {
+            throw new GgufFormatException("tensor '" + name + "': type " + t.type()
+                    + " is not supported by the decoder (supported: F32, F16, BF16, Q8_0)");
+        }
         return new Matrix(name, gguf.tensorData(t), t.type(), rows, cols);
     }
 

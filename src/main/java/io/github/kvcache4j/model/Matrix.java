@@ -15,7 +15,7 @@ import java.lang.foreign.MemorySegment;
 record Matrix(String name, MemorySegment data, GgmlType type, int rows, int cols) {
 
     Matrix {
-        if (type != GgmlType.F32 && type != GgmlType.F16 && type != GgmlType.BF16 && type != GgmlType.Q8_0) {
+        if (!supports(type)) {
             throw new UnsupportedOperationException("tensor '" + name + "': type " + type
                     + " is not supported by the decoder (supported: F32, F16, BF16, Q8_0)");
         }
@@ -28,6 +28,11 @@ record Matrix(String name, MemorySegment data, GgmlType type, int rows, int cols
             throw new IllegalArgumentException("tensor '" + name + "': " + data.byteSize()
                     + " bytes, expected " + expected + " for " + rows + "x" + cols + " " + type);
         }
+    }
+
+    /** Returns whether the decoder's matrix products read {@code type}. */
+    static boolean supports(GgmlType type) {
+        return type == GgmlType.F32 || type == GgmlType.F16 || type == GgmlType.BF16 || type == GgmlType.Q8_0;
     }
 
     /** Returns the number of bytes of one row. */

@@ -54,7 +54,13 @@ public final class KvStore implements AutoCloseable {
         this.rowBytes = (long) headDim * dtype.bytes();
         this.keyRegionBytes = alignUp(rowBytes * Kernels.roundToTiles(capacity));
         this.valueRegionBytes = alignUp(rowBytes * capacity);
-        long total = Math.multiplyExact(keyRegionBytes + valueRegionBytes, (long) buffers);
+        long total;
+        try {
+            total = Math.multiplyExact(keyRegionBytes + valueRegionBytes, (long) buffers);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("storage for " + buffers + " buffers of " + capacity
+                    + " slots of " + headDim + " " + dtype + " elements overflows 64 bits");
+        }
         this.arena = Arena.ofShared();
         this.memory = arena.allocate(total, ALIGN);
         this.keys = new MemorySegment[buffers];
