@@ -33,7 +33,7 @@ class SteadyStateAllocationTest {
         int d = 64;
         for (DType dtype : DType.values()) {
             KvCacheConfig config = KvCacheConfig.builder().layers(2).kvHeads(2).queryHeads(8).headDim(d)
-                    .capacity(64).dtype(dtype).policy(policy).build();
+                    .capacity(96).dtype(dtype).policy(policy).build();
             try (KvCache cache = KvCache.create(config)) {
                 float[] k = Seeds.uniform(r, 2 * d, 1);
                 float[] v = Seeds.uniform(r, 2 * d, 1);
