@@ -64,8 +64,8 @@ final class PasskeyTask {
 
     /**
      * Builds a prompt of {@code contextTokens} tokens: BOS, then filler tokens (natural text
-     * starting at a word), with the needle inserted at the first word start at or after
-     * {@code depth} of the context.
+     * starting at a word), with the needle inserted at the first word start at or after position
+     * {@code depth * contextTokens} (at the end of the context when that leaves no room).
      *
      * @param filler token ids of natural text, starting at a word; at least {@code contextTokens} long
      * @param depth requested needle depth in {@code [0, 1]}
@@ -85,7 +85,7 @@ final class PasskeyTask {
             throw new IllegalArgumentException("contextTokens: " + contextTokens + " needs " + (fillerTokens + 1)
                     + " filler tokens and room for the " + needle.length + "-token needle; got " + filler.length);
         }
-        int split = (int) Math.round(depth * fillerTokens);
+        int split = Math.min(fillerTokens, Math.max(0, (int) Math.round(depth * contextTokens) - 1));
         while (split < fillerTokens && !startsWord(tok, filler[split])) {
             split++;
         }
