@@ -180,6 +180,7 @@ public final class Evaluator {
         for (int w = 0; w < windows.length; w++) {
             windows[w] = ContinuationTask.window(tokens, o.start(), w);
         }
+        warmUp(new EvalModel(model, tok, o.dtype(), n -> { }), windows[0]);
         List<ResultRow> rows = new ArrayList<>();
         ResultRow full = evaluate(eval, PolicyRegistry.FULL, 0.0, windows, samples, Double.NaN);
         rows.add(full);
@@ -190,6 +191,18 @@ public final class Evaluator {
         }
         progress.finish();
         return rows;
+    }
+
+    /**
+     * Runs part of a window once, unscored, so the JIT has compiled the kernels before the first
+     * timed run (otherwise the first configuration's tokens/s would include compilation).
+     */
+    private static void warmUp(EvalModel eval, int[] window) {
+        try (var cache = eval.newCache(PolicyRegistry.create(PolicyRegistry.FULL), ContinuationTask.WINDOW)) {
+            eval.prefill(cache, window, 0, ContinuationTask.CONTEXT, 0);
+            eval.score(cache, Arrays.copyOfRange(window, ContinuationTask.CONTEXT, ContinuationTask.WINDOW - 1),
+                    ContinuationTask.CONTEXT);
+        }
     }
 
     private static ResultRow evaluate(EvalModel eval, String policyName, double ratio, int[][] windows,
