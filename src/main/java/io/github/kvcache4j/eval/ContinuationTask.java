@@ -1,0 +1,103 @@
+package io.github.kvcache4j.eval;
+
+import io.github.kvcache4j.EvictionPolicy;
+import io.github.kvcache4j.KvCache;
+import java.util.function.Consumer;
+
+/**
+ * Continuation NLL under the kvpress protocol: a window of {@value #WINDOW} tokens is a
+ * {@value #CONTEXT}-token context and a {@value #CONTINUATION}-token continuation. The context is
+ * prefilled with full attention (the policy observes it), then every (layer, kv-head) is
+ * compressed to {@code floor(CONTEXT * (1 - ratio))} tokens; the last context token's logits
+ * predict continuation token 0, and continuation tokens {@code 0 .. CONTINUATION - 2} are fed at
+ * positions {@code CONTEXT ..} over the compressed cache (no further compression) and predict the
+ * rest. The score is the mean NLL of the {@value #CONTINUATION} continuation tokens.
+ */
+final class ContinuationTask {
+
+    /** Tokens per window. */
+    static final int WINDOW = 2048;
+    /** Context tokens per window (prefilled, then compressed). */
+    static final int CONTEXT = 1536;
+    /** Continuation tokens per window (scored). */
+    static final int CONTINUATION = WINDOW - CONTEXT;
+
+    /**
+     * The outcome of one window.
+     *
+     * @param meanNll mean NLL (nats) of the continuation tokens
+     * @param top1 fraction of continuation tokens that were the most likely token
+     * @param bytesAfterCompress resident KV bytes right after compression
+     * @param bytesAtEnd resident KV bytes after the continuation
+     * @param tokens tokens run through the model
+     * @param nanos wall time of the window
+     */
+    record Result(double meanNll, double top1, long bytesAfterCompress, long bytesAtEnd, int tokens, long nanos) {
+    }
+
+    private final EvalModel eval;
+
+    ContinuationTask(EvalModel eval) {
+        this.eval = eval;
+    }
+
+    /**
+     * Returns window {@code w}: {@code tokens[start + w * WINDOW .. + WINDOW)}.
+     *
+     * @throws IllegalArgumentException if the window does not fit in {@code tokens}
+     */
+    static int[] window(int[] tokens, int start, int w) {
+        long from = start + (long) w * WINDOW;
+        if (start < 0 || from + WINDOW > tokens.length) {
+            throw new IllegalArgumentException("window " + w + " needs tokens [" + from + ", " + (from + WINDOW)
+                    + ") but the text has " + tokens.length + " tokens");
+        }
+        return java.util.Arrays.copyOfRange(tokens, (int) from, (int) from + WINDOW);
+    }
+
+    /**
+     * Returns the tokens a {@code context}-token context keeps per (layer, kv-head) at
+     * {@code ratio}: {@code floor(context * (1 - ratio))}, as kvpress. The evaluator compresses to
+     * this budget rather than by ratio, so a policy that already dropped tokens on its own (CORM)
+     * is held to the same memory bound as the others.
+     */
+    static int kept(int context, double ratio) {
+        return (int) Math.floor(context * (1.0 - ratio));
+    }
+
+    /** Scores one window with {@code policy} at compression {@code ratio} (0 = no compression). */
+    Result run(int[] window, EvictionPolicy policy, double ratio) {
+        return run(window, policy, ratio, cache -> { });
+    }
+
+    /**
+     * Scores one window; {@code afterCompress} sees the cache right after compression (for
+     * inspecting what was kept).
+     */
+    Result run(int[] window, EvictionPolicy policy, double ratio, Consumer<KvCache> afterCompress) {
+        if (window.length != WINDOW) {
+            throw new IllegalArgumentException("window: " + window.length + " tokens, expected " + WINDOW);
+        }
+        long t0 = System.nanoTime();
+        int vocab = eval.vocab();
+        try (KvCache cache = eval.newCache(policy, WINDOW)) {
+            float[] last = eval.prefill(cache, window, 0, CONTEXT, 0);
+            if (ratio > 0) {
+                cache.compress(kept(CONTEXT, ratio));
+            }
+            long bytesAfter = cache.stats().residentBytes();
+            afterCompress.accept(cache);
+            int[] fed = java.util.Arrays.copyOfRange(window, CONTEXT, WINDOW - 1);
+            float[] logits = eval.score(cache, fed, CONTEXT);
+            double sum = Scoring.nll(last, 0, vocab, window[CONTEXT]);
+            int hits = Scoring.argmax(last, 0, vocab) == window[CONTEXT] ? 1 : 0;
+            for (int i = 0; i < fed.length; i++) {
+                int target = window[CONTEXT + 1 + i];
+                sum += Scoring.nll(logits, i, vocab, target);
+                hits += Scoring.argmax(logits, i, vocab) == target ? 1 : 0;
+            }
+            return new Result(sum / CONTINUATION, (double) hits / CONTINUATION, bytesAfter,
+                    cache.stats().residentBytes(), WINDOW - 1, System.nanoTime() - t0);
+        }
+    }
+}

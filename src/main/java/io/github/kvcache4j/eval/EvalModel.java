@@ -1,0 +1,67 @@
+package io.github.kvcache4j.eval;
+
+import io.github.kvcache4j.DType;
+import io.github.kvcache4j.EvictionPolicy;
+import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.model.LlamaModel;
+import io.github.kvcache4j.model.Tokenizer;
+import java.util.function.LongConsumer;
+
+/**
+ * The model under evaluation and how its caches are made: one fresh cache per sequence, with the
+ * given storage type, and a sink that hears how many tokens went through the model.
+ *
+ * @param model the decoder
+ * @param tokenizer its tokenizer
+ * @param dtype the cache's storage type
+ * @param tokensDone called with the number of tokens after every forward call (progress)
+ */
+record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone) {
+
+    /** Largest number of tokens fed to the model in one call, so progress moves smoothly. */
+    static final int FEED_CHUNK = 256;
+
+    /** Creates a cache of {@code capacity} tokens per (layer, kv-head) governed by {@code policy}. */
+    KvCache newCache(EvictionPolicy policy, int capacity) {
+        return KvCache.create(model.cacheConfig().capacity(capacity).dtype(dtype).policy(policy).build());
+    }
+
+    /**
+     * Feeds {@code tokens[from .. to)} at positions {@code startPos ..} in chunks and returns the
+     * logits of the last token.
+     */
+    float[] prefill(KvCache cache, int[] tokens, int from, int to, int startPos) {
+        float[] logits = null;
+        for (int c = from; c < to; c += FEED_CHUNK) {
+            int n = Math.min(FEED_CHUNK, to - c);
+            logits = model.forward(cache, java.util.Arrays.copyOfRange(tokens, c, c + n), startPos + c - from, false);
+            tokensDone.accept(n);
+        }
+        return logits;
+    }
+
+    /** Feeds {@code tokens} at positions {@code startPos ..} and returns the logits of every token. */
+    float[] score(KvCache cache, int[] tokens, int startPos) {
+        int vocab = model.config().vocabSize();
+        float[] logits = new float[tokens.length * vocab];
+        for (int c = 0; c < tokens.length; c += FEED_CHUNK) {
+            int n = Math.min(FEED_CHUNK, tokens.length - c);
+            float[] part = model.forward(cache, java.util.Arrays.copyOfRange(tokens, c, c + n), startPos + c, true);
+            System.arraycopy(part, 0, logits, c * vocab, part.length);
+            tokensDone.accept(n);
+        }
+        return logits;
+    }
+
+    /** Runs one decode step and returns its logits. */
+    float[] step(KvCache cache, int token, int position) {
+        float[] logits = model.forward(cache, token, position);
+        tokensDone.accept(1);
+        return logits;
+    }
+
+    /** Returns the vocabulary size. */
+    int vocab() {
+        return model.config().vocabSize();
+    }
+}

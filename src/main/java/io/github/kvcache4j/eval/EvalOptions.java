@@ -1,0 +1,174 @@
+package io.github.kvcache4j.eval;
+
+import io.github.kvcache4j.DType;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The evaluator's command-line options.
+ *
+ * @param model the GGUF model
+ * @param text the evaluation text (UTF-8)
+ * @param start token index (in {@code [BOS] + encode(text)}) of the first window's first token
+ * @param policies policy names, in report order; the full cache always runs as the baseline
+ * @param ratios compression ratios, each in {@code [0, 1)}
+ * @param windows continuation windows
+ * @param passkeySamples passkey prompts (0: skip the task)
+ * @param copySamples copy prompts (0: skip the task)
+ * @param threads matrix-product threads
+ * @param dtype cache storage type
+ * @param out output directory
+ * @param help whether to print the usage and stop
+ */
+record EvalOptions(Path model, Path text, int start, List<String> policies, double[] ratios, int windows,
+                   int passkeySamples, int copySamples, int threads, DType dtype, Path out, boolean help) {
+
+    /** The usage text printed by {@code --help}. */
+    static final String USAGE = """
+            Usage: Evaluator [options]
+            Scores every eviction policy by quality against KV memory on a GGUF Llama model.
+
+              --model PATH       GGUF model (default data/austen-base-f16.gguf)
+              --text PATH        evaluation text, UTF-8 (default data/persuasion.txt)
+              --start N          first token of the first window, an index into [BOS] + encode(text)
+                                 (default 4096, the kvpress golden file's first window)
+              --policies LIST    comma list of %s
+                                 (default: all); the full cache always runs as the baseline
+              --ratios LIST      compression ratios in [0, 1), the fraction of the context removed
+                                 (default 0.25,0.5,0.75,0.9)
+              --windows N        continuation windows of 2048 tokens (default 4; 16 = the kvpress file)
+              --passkey N        passkey prompts (default 3; 0 skips the task)
+              --copy N           copy-retrieval prompts (default 2; 0 skips the task)
+              --threads N        matrix-product threads (default: available processors)
+              --dtype TYPE       cache storage: f32, f16 or bf16 (default f32)
+              --out DIR          output directory for results.csv and the plot (default target/eval)
+              --help             print this text
+            """.formatted(String.join(", ", PolicyRegistry.names()));
+
+    /**
+     * Parses {@code args} ({@code --name value} or {@code --name=value}).
+     *
+     * @throws UsageException if an option is unknown, lacks its value, or its value is out of range
+     */
+    static EvalOptions parse(String... args) throws UsageException {
+        Path model = Path.of("data", "austen-base-f16.gguf");
+        Path text = Path.of("data", "persuasion.txt");
+        int start = 4096;
+        List<String> policies = new ArrayList<>(PolicyRegistry.names());
+        double[] ratios = {0.25, 0.5, 0.75, 0.9};
+        int windows = 4;
+        int passkey = 3;
+        int copy = 2;
+        int threads = Runtime.getRuntime().availableProcessors();
+        DType dtype = DType.F32;
+        Path out = Path.of("target", "eval");
+        for (int i = 0; i < args.length; i++) {
+            String arg = args[i];
+            if (arg.isBlank()) {
+                continue;
+            }
+            if (arg.equals("--help") || arg.equals("-h")) {
+                return new EvalOptions(model, text, start, policies, ratios, windows, passkey, copy, threads,
+                        dtype, out, true);
+            }
+            if (!arg.startsWith("--")) {
+                throw new UsageException("unexpected argument '" + arg + "' (options start with --; see --help)");
+            }
+            String name = arg;
+            String value;
+            int eq = arg.indexOf('=');
+            if (eq >= 0) {
+                name = arg.substring(0, eq);
+                value = arg.substring(eq + 1);
+            } else if (i + 1 < args.length) {
+                value = args[++i];
+            } else {
+                throw new UsageException(name + ": missing value");
+            }
+            switch (name) {
+                case "--model" -> model = Path.of(value);
+                case "--text" -> text = Path.of(value);
+                case "--start" -> start = integer(name, value, 0);
+                case "--policies" -> policies = policies(value);
+                case "--ratios" -> ratios = ratios(value);
+                case "--windows" -> windows = integer(name, value, 1);
+                case "--passkey" -> passkey = integer(name, value, 0);
+                case "--copy" -> copy = integer(name, value, 0);
+                case "--threads" -> threads = integer(name, value, 1);
+                case "--dtype" -> dtype = dtype(value);
+                case "--out" -> out = Path.of(value);
+                default -> throw new UsageException("unknown option '" + name + "' (see --help)");
+            }
+        }
+        return new EvalOptions(model, text, start, policies, ratios, windows, passkey, copy, threads, dtype, out, false);
+    }
+
+    private static int integer(String name, String value, int min) throws UsageException {
+        int v;
+        try {
+            v = Integer.parseInt(value.strip());
+        } catch (NumberFormatException e) {
+            throw new UsageException(name + ": '" + value + "' is not an integer");
+        }
+        if (v < min) {
+            throw new UsageException(name + ": " + v + " must be at least " + min);
+        }
+        return v;
+    }
+
+    private static List<String> policies(String value) throws UsageException {
+        LinkedHashSet<String> names = new LinkedHashSet<>();
+        for (String part : value.split(",")) {
+            String name = part.strip().toLowerCase(Locale.ROOT);
+            if (name.isEmpty()) {
+                continue;
+            }
+            if (!PolicyRegistry.contains(name)) {
+                throw new UsageException("--policies: unknown policy '" + part.strip() + "'; known: "
+                        + String.join(", ", PolicyRegistry.names()));
+            }
+            names.add(name);
+        }
+        if (names.isEmpty()) {
+            throw new UsageException("--policies: empty list; known: " + String.join(", ", PolicyRegistry.names()));
+        }
+        return List.copyOf(names);
+    }
+
+    private static double[] ratios(String value) throws UsageException {
+        List<Double> list = new ArrayList<>();
+        for (String part : value.split(",")) {
+            if (part.isBlank()) {
+                continue;
+            }
+            double r;
+            try {
+                r = Double.parseDouble(part.strip());
+            } catch (NumberFormatException e) {
+                throw new UsageException("--ratios: '" + part.strip() + "' is not a number");
+            }
+            if (!(r >= 0.0 && r < 1.0)) {
+                throw new UsageException("--ratios: " + part.strip()
+                        + " is outside [0, 1) (the fraction of the context removed; 0 = no compression)");
+            }
+            if (!list.contains(r)) {
+                list.add(r);
+            }
+        }
+        if (list.isEmpty()) {
+            throw new UsageException("--ratios: empty list, give at least one ratio in [0, 1)");
+        }
+        return list.stream().mapToDouble(Double::doubleValue).toArray();
+    }
+
+    private static DType dtype(String value) throws UsageException {
+        try {
+            return DType.valueOf(value.strip().toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("--dtype: '" + value + "' is not one of f32, f16, bf16");
+        }
+    }
+}

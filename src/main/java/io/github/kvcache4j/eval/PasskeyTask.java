@@ -1,0 +1,171 @@
+package io.github.kvcache4j.eval;
+
+import io.github.kvcache4j.EvictionPolicy;
+import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.model.Tokenizer;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Passkey retrieval (the L2-norm paper's long-range test in kvpress's query-agnostic setting): a
+ * 5-digit key is hidden at a requested depth of natural text; the context is compressed before
+ * the question is known, then the question is fed uncompressed and the answer decoded greedily.
+ * The score is an exact match of the decoded digits. The evaluator also records whether the key's
+ * tokens survived compression, which separates "the policy evicted the key" from "the model
+ * cannot retrieve".
+ */
+final class PasskeyTask {
+
+    /** The question, fed after compression. */
+    static final String QUESTION = "What is the pass key? The pass key is";
+
+    /**
+     * A passkey prompt.
+     *
+     * @param context BOS, filler, needle, filler ({@code context.length} tokens)
+     * @param question the question's tokens
+     * @param key the 5-digit key
+     * @param answer the tokens of the expected answer ({@code " " + key})
+     * @param keyPositions per occurrence of the key in the needle, the context positions of its
+     *     digit tokens
+     * @param needleStart the context position of the needle's first token
+     */
+    record Prompt(int[] context, int[] question, String key, int[] answer, int[][] keyPositions, int needleStart) {
+
+        /** Returns the needle's depth: its first token's position as a fraction of the context. */
+        double depth() {
+            return (double) needleStart / context.length;
+        }
+    }
+
+    /**
+     * The outcome of one prompt.
+     *
+     * @param correct whether the decoded answer was exactly the key
+     * @param answer the decoded text
+     * @param keyResident fraction of (layer, kv-head) buffers that still held every digit token of
+     *     at least one occurrence of the key after compression
+     * @param tokens tokens run through the model
+     */
+    record Result(boolean correct, String answer, double keyResident, int tokens) {
+    }
+
+    private final EvalModel eval;
+
+    PasskeyTask(EvalModel eval) {
+        this.eval = eval;
+    }
+
+    /** Returns the needle sentence for {@code key}. */
+    static String needle(String key) {
+        return "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
+    }
+
+    /**
+     * Builds a prompt of {@code contextTokens} tokens: BOS, then filler tokens (natural text
+     * starting at a word), with the needle inserted at the first word start at or after position
+     * {@code depth * contextTokens} (at the end of the context when that leaves no room).
+     *
+     * @param filler token ids of natural text, starting at a word; at least {@code contextTokens} long
+     * @param depth requested needle depth in {@code [0, 1]}
+     * @param key five decimal digits
+     * @throws IllegalArgumentException if an argument is out of range
+     */
+    static Prompt build(Tokenizer tok, int[] filler, int contextTokens, double depth, String key) {
+        if (!key.matches("[0-9]{5}")) {
+            throw new IllegalArgumentException("key: '" + key + "' is not five decimal digits");
+        }
+        if (!(depth >= 0 && depth <= 1)) {
+            throw new IllegalArgumentException("depth: " + depth + " is outside [0, 1]");
+        }
+        int[] needle = tok.encode(needle(key), false);
+        int fillerTokens = contextTokens - 1 - needle.length;
+        if (fillerTokens < 1 || filler.length < fillerTokens + 1) {
+            throw new IllegalArgumentException("contextTokens: " + contextTokens + " needs " + (fillerTokens + 1)
+                    + " filler tokens and room for the " + needle.length + "-token needle; got " + filler.length);
+        }
+        int split = Math.min(fillerTokens, Math.max(0, (int) Math.round(depth * contextTokens) - 1));
+        while (split < fillerTokens && !startsWord(tok, filler[split])) {
+            split++;
+        }
+        int[] context = new int[contextTokens];
+        context[0] = tok.bos();
+        System.arraycopy(filler, 0, context, 1, split);
+        System.arraycopy(needle, 0, context, 1 + split, needle.length);
+        int rest = fillerTokens - split;
+        System.arraycopy(filler, split, context, 1 + split + needle.length, rest);
+        int needleStart = 1 + split;
+        return new Prompt(context, tok.encode(QUESTION, false), key, tok.encode(key, false),
+                digitRuns(tok, needle, needleStart), needleStart);
+    }
+
+    private static boolean startsWord(Tokenizer tok, int id) {
+        return tok.piece(id).startsWith("\u2581");
+    }
+
+    /** Positions of the runs of single-digit tokens in {@code needle}, offset by {@code start}. */
+    private static int[][] digitRuns(Tokenizer tok, int[] needle, int start) {
+        List<int[]> runs = new ArrayList<>();
+        List<Integer> run = new ArrayList<>();
+        for (int i = 0; i <= needle.length; i++) {
+            boolean digit = i < needle.length && tok.piece(needle[i]).matches("\u2581?[0-9]+");
+            if (digit) {
+                run.add(start + i);
+            } else if (!run.isEmpty()) {
+                runs.add(run.stream().mapToInt(Integer::intValue).toArray());
+                run.clear();
+            }
+        }
+        return runs.toArray(int[][]::new);
+    }
+
+    /** Runs one prompt with {@code policy}, compressing the context at {@code ratio} (0 = none). */
+    Result run(Prompt p, EvictionPolicy policy, double ratio) {
+        int n = p.context().length;
+        int total = n + p.question().length + p.answer().length;
+        int vocab = eval.vocab();
+        try (KvCache cache = eval.newCache(policy, total)) {
+            eval.prefill(cache, p.context(), 0, n, 0);
+            if (ratio > 0) {
+                cache.compress(ContinuationTask.kept(n, ratio));
+            }
+            double resident = keyResident(cache, p.keyPositions());
+            float[] logits = eval.prefill(cache, p.question(), 0, p.question().length, n);
+            int pos = n + p.question().length;
+            int[] out = new int[p.answer().length];
+            for (int i = 0; i < out.length; i++) {
+                out[i] = Scoring.argmax(logits, 0, vocab);
+                if (i + 1 < out.length) {
+                    logits = eval.step(cache, out[i], pos++);
+                }
+            }
+            String answer = eval.tokenizer().decode(out);
+            return new Result(answer.strip().equals(p.key()), answer, resident,
+                    n + p.question().length + out.length - 1);
+        }
+    }
+
+    /**
+     * Returns the fraction of (layer, kv-head) buffers holding every position of at least one of
+     * {@code runs}.
+     */
+    static double keyResident(KvCache cache, int[][] runs) {
+        int layers = cache.config().layers();
+        int kvHeads = cache.config().kvHeads();
+        int holding = 0;
+        for (int l = 0; l < layers; l++) {
+            for (int h = 0; h < kvHeads; h++) {
+                int[] positions = cache.positions(l, h);
+                Arrays.sort(positions);
+                for (int[] run : runs) {
+                    if (Arrays.stream(run).allMatch(x -> Arrays.binarySearch(positions, x) >= 0)) {
+                        holding++;
+                        break;
+                    }
+                }
+            }
+        }
+        return (double) holding / (layers * kvHeads);
+    }
+}
