@@ -45,7 +45,7 @@ class SteadyStateAllocationTest {
                 // takes a while): measure windows of 2000 steps until one allocates nothing, for at
                 // most a minute. Code that allocates on every step never gets there.
                 long allocated = -1;
-                long deadline = System.nanoTime() + 60_000_000_000L;
+                long deadline = System.nanoTime() + 30_000_000_000L;
                 while (allocated != 0 && System.nanoTime() < deadline) {
                     long before = THREADS.getCurrentThreadAllocatedBytes();
                     for (int i = 0; i < 2_000; i++, position++) {
