@@ -2,6 +2,7 @@ package io.github.kvcache4j;
 
 import io.github.kvcache4j.kernel.KernelProvider;
 import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.less.LessState;
 import io.github.kvcache4j.store.KvStore;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -52,6 +53,10 @@ public final class KvCache implements AutoCloseable {
     private final int[] need;
     private final float[] segmentKeys;
     private final float[] segmentValues;
+    /** The LESS residual, or null. */
+    private final LessState less;
+    private final float[] evictedKey;
+    private final float[] evictedValue;
     private long evicted;
     private volatile boolean closed;
 
@@ -81,16 +86,19 @@ public final class KvCache implements AutoCloseable {
         this.stride = Kernels.roundToTiles(capacity);
         this.lastPosition = new int[layers];
         Arrays.fill(lastPosition, -1);
-        this.work = new HeadWork[kvHeads];
-        for (int h = 0; h < kvHeads; h++) {
-            work[h] = new HeadWork(h);
-        }
-        this.fanOut = config.executor() == null ? null : new FanOut(config.executor(), work);
         this.victims = new int[kvHeads][capacity];
         this.keep = new boolean[capacity];
         this.need = new int[kvHeads];
         this.segmentKeys = new float[kvHeads * headDim];
         this.segmentValues = new float[kvHeads * headDim];
+        this.less = config.less() == null ? null : new LessState(config.less(), sources * kvHeads);
+        this.evictedKey = new float[headDim];
+        this.evictedValue = new float[headDim];
+        this.work = new HeadWork[kvHeads];
+        for (int h = 0; h < kvHeads; h++) {
+            work[h] = new HeadWork(h);
+        }
+        this.fanOut = config.executor() == null ? null : new FanOut(config.executor(), work);
     }
 
     /**
@@ -264,6 +272,9 @@ public final class KvCache implements AutoCloseable {
         tracker.reset();
         Arrays.fill(lastPosition, -1);
         evicted = 0;
+        if (less != null) {
+            less.clear();
+        }
     }
 
     /** Returns a snapshot of the occupancy. */
@@ -281,7 +292,7 @@ public final class KvCache implements AutoCloseable {
             }
         }
         return new CacheStats(resident, evicted, residentSlots * store.bytesPerSlot(),
-                store.reservedBytes(), 0);
+                store.reservedBytes(), less == null ? 0 : less.bytes());
     }
 
     /** Returns the resident positions of ({@code layer}, {@code kvHead}) in slot order. */
@@ -340,6 +351,7 @@ public final class KvCache implements AutoCloseable {
                 Arrays.fill(keep, 0, n, true);
                 for (int i = 0; i < chosen; i++) {
                     keep[v[i]] = false;
+                    remember(l, h, b, v[i]);
                     tracker.onRemove(l, h, v[i]);
                 }
                 int layer = l;
@@ -396,6 +408,7 @@ public final class KvCache implements AutoCloseable {
         Arrays.sort(v, 0, count);
         int b = bufferBase[layer] + h;
         for (int i = count - 1; i >= 0; i--) {
+            remember(layer, h, b, v[i]);
             tracker.onRemove(layer, h, v[i]);
             int moved = store.removeSwap(b, v[i]);
             if (moved != v[i]) {
@@ -403,6 +416,15 @@ public final class KvCache implements AutoCloseable {
             }
         }
         evicted += count;
+    }
+
+    /** Folds the token in {@code slot} into the LESS residual before its slot is reused. */
+    private void remember(int layer, int h, int b, int slot) {
+        if (less != null) {
+            store.readKey(b, slot, evictedKey, 0);
+            store.readValue(b, slot, evictedValue, 0);
+            less.absorb(b, layer, h, evictedKey, 0, evictedValue, 0);
+        }
     }
 
     private void checkVictims(int layer, int h, int[] v, int chosen, int n) {
@@ -553,6 +575,7 @@ public final class KvCache implements AutoCloseable {
         private final float[] weights;
         private final float[] maxAndSum;
         private final Kernels.Workspace workspace;
+        private final LessState.Workspace lessWorkspace;
         private int layer;
         private int queryPosition;
         private float[] queries;
@@ -565,6 +588,7 @@ public final class KvCache implements AutoCloseable {
             this.weights = new float[group * stride];
             this.maxAndSum = new float[2 * group];
             this.workspace = new Kernels.Workspace(headDim);
+            this.lessWorkspace = less == null ? null : less.newWorkspace();
         }
 
         void prepare(int layer, int queryPosition, float[] queries, float[] out, int offset) {
@@ -591,6 +615,14 @@ public final class KvCache implements AutoCloseable {
             kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
                     queries, at, group, scale, mask, queryPosition,
                     weights, stride, maxAndSum, out, at, workspace);
+            if (less != null && !less.isEmpty(b)) {
+                for (int g = 0; g < group; g++) {
+                    int o = at + g * headDim;
+                    less.attend(b, layer, head * group + g, queries, o, maxAndSum[2 * g], maxAndSum[2 * g + 1],
+                            out, o, lessWorkspace);
+                }
+                return;
+            }
             for (int g = 0; g < group; g++) {
                 float inv = 1f / maxAndSum[2 * g + 1];
                 int o = at + g * headDim;

@@ -1,12 +1,14 @@
 package io.github.kvcache4j;
 
+import io.github.kvcache4j.less.FeatureMap;
 import java.util.Arrays;
 import java.util.Objects;
 import java.util.concurrent.Executor;
 
 /**
  * The shape and behaviour of a {@link KvCache}: dimensions, capacity, storage type, eviction
- * policy, optional cross-layer sharing and an optional executor for attention. Immutable; one
+ * policy, optional cross-layer sharing, an optional LESS residual and an optional executor for
+ * attention. Immutable; one
  * config can create many caches (one per sequence). Build with {@link #builder()}.
  */
 public final class KvCacheConfig {
@@ -20,6 +22,7 @@ public final class KvCacheConfig {
     private final EvictionPolicy policy;
     private final Executor executor;
     private final int[] kvSourceLayers;
+    private final FeatureMap less;
 
     private KvCacheConfig(Builder b) {
         this.layers = positive("layers", b.layers);
@@ -39,6 +42,14 @@ public final class KvCacheConfig {
         }
         this.executor = b.executor;
         this.kvSourceLayers = b.kvSourceLayers == null ? identity(layers) : validSources(b.kvSourceLayers, layers);
+        this.less = b.less;
+        if (less != null) {
+            if (less.headDim() != headDim) {
+                throw new IllegalArgumentException("less: feature map " + less.name() + " has headDim "
+                        + less.headDim() + ", but headDim is " + headDim);
+            }
+            less.checkShape(layers, queryHeads, kvHeads);
+        }
     }
 
     private static int positive(String name, int value) {
@@ -83,7 +94,7 @@ public final class KvCacheConfig {
     public Builder toBuilder() {
         return new Builder().layers(layers).kvHeads(kvHeads).queryHeads(queryHeads).headDim(headDim)
                 .capacity(capacity).dtype(dtype).policy(policy).executor(executor)
-                .kvSourceLayers(kvSourceLayers);
+                .kvSourceLayers(kvSourceLayers).less(less);
     }
 
     /** Returns the number of transformer layers. */
@@ -136,6 +147,11 @@ public final class KvCacheConfig {
         return kvSourceLayers.clone();
     }
 
+    /** Returns the feature map of the LESS residual, or null when the cache keeps none. */
+    public FeatureMap less() {
+        return less;
+    }
+
     /** Returns whether {@code layer} stores its own KV. */
     public boolean isSourceLayer(int layer) {
         return kvSourceLayers[layer] == layer;
@@ -154,7 +170,8 @@ public final class KvCacheConfig {
     public String toString() {
         return "KvCacheConfig[layers=" + layers + ", kvHeads=" + kvHeads + ", queryHeads=" + queryHeads
                 + ", headDim=" + headDim + ", capacity=" + capacity + ", dtype=" + dtype
-                + ", policy=" + policy.name() + ", kvSourceLayers=" + Arrays.toString(kvSourceLayers) + "]";
+                + ", policy=" + policy.name() + (less == null ? "" : ", less=" + less.name())
+                + ", kvSourceLayers=" + Arrays.toString(kvSourceLayers) + "]";
     }
 
     /** Collects the settings of a {@link KvCacheConfig}; {@link #build()} validates them. */
@@ -168,6 +185,7 @@ public final class KvCacheConfig {
         private EvictionPolicy policy = Policies.full();
         private Executor executor;
         private int[] kvSourceLayers;
+        private FeatureMap less;
 
         private Builder() {
         }
@@ -226,6 +244,18 @@ public final class KvCacheConfig {
          */
         public Builder kvSourceLayers(int[] sources) {
             this.kvSourceLayers = sources == null ? null : sources.clone();
+            return this;
+        }
+
+        /**
+         * Adds a LESS residual (Dong et al. 2024, arXiv 2402.09398) to the cache: every evicted
+         * token is folded into a constant-size state per (source layer, kv-head) through
+         * {@code featureMap}, and attention adds the state's estimate of the evicted tokens'
+         * share. Works with every policy; null (the default) keeps no residual. Typical:
+         * {@code less(FeatureMap.positiveRandom(headDim, 32, seed))}.
+         */
+        public Builder less(FeatureMap featureMap) {
+            this.less = featureMap;
             return this;
         }
 
