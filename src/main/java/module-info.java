@@ -8,4 +8,5 @@ module io.github.kvcache4j {
     requires static java.desktop;
 
     exports io.github.kvcache4j;
+    exports io.github.kvcache4j.less;
 }

@@ -421,10 +421,29 @@ public final class KvCache implements AutoCloseable {
     /** Folds the token in {@code slot} into the LESS residual before its slot is reused. */
     private void remember(int layer, int h, int b, int slot) {
         if (less != null) {
+            if (less.isEmpty(b) && less.centring()) {
+                anchor(b);
+            }
             store.readKey(b, slot, evictedKey, 0);
             store.readValue(b, slot, evictedValue, 0);
             less.absorb(b, layer, h, evictedKey, 0, evictedValue, 0);
         }
+    }
+
+    /** Anchors buffer {@code b}'s residual on the mean of the keys resident at its first eviction. */
+    private void anchor(int b) {
+        int n = store.size(b);
+        Arrays.fill(evictedValue, 0f);
+        for (int j = 0; j < n; j++) {
+            store.readKey(b, j, evictedKey, 0);
+            for (int i = 0; i < headDim; i++) {
+                evictedValue[i] += evictedKey[i];
+            }
+        }
+        for (int i = 0; i < headDim; i++) {
+            evictedValue[i] /= n;
+        }
+        less.anchor(b, evictedValue, 0);
     }
 
     private void checkVictims(int layer, int h, int[] v, int chosen, int n) {
@@ -615,7 +634,11 @@ public final class KvCache implements AutoCloseable {
             kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
                     queries, at, group, scale, mask, queryPosition,
                     weights, stride, maxAndSum, out, at, workspace);
-            if (less != null && !less.isEmpty(b)) {
+            if (less != null && less.isEmpty(b)) {
+                for (int g = 0; g < group; g++) {
+                    less.observeQuery(b, queries, at + g * headDim);
+                }
+            } else if (less != null) {
                 for (int g = 0; g < group; g++) {
                     int o = at + g * headDim;
                     less.attend(b, layer, head * group + g, queries, o, maxAndSum[2 * g], maxAndSum[2 * g + 1],

@@ -54,6 +54,16 @@ public interface FeatureMap {
     default void checkShape(int layers, int queryHeads, int kvHeads) {
     }
 
+    /**
+     * Returns whether {@code φ(q)·ψ(k)} estimates {@code exp(q·k/√d)} for any {@code q} and
+     * {@code k}. The cache may then centre keys and queries on their means before the map and
+     * restore the exact factors (see {@link LessState}), which lowers the variance of random
+     * features; maps that expect raw keys and queries (learned ones) return false.
+     */
+    default boolean estimatesExpKernel() {
+        return false;
+    }
+
     /** Returns a short description with the settings that reproduce the map, such as its seed. */
     String name();
 

@@ -6,28 +6,46 @@ import java.util.Objects;
 /**
  * The LESS residual of a cache: per buffer (one source layer and kv-head) an {@code R × d} matrix
  * {@code H} and a vector {@code z} of length {@code R} that sum, over every token the cache
- * evicted from that buffer, {@code ψ(k)·vᵀ} and {@code ψ(k)}. Used by {@link io.github.kvcache4j.KvCache};
- * not part of the public API.
+ * evicted from that buffer, {@code ψ(k)·vᵀ} and {@code ψ(k)}. Internal to
+ * {@link io.github.kvcache4j.KvCache}; users configure it through
+ * {@link io.github.kvcache4j.KvCacheConfig.Builder#less}.
  *
- * <p>Overflow-safe representation: row {@code r} is kept as {@code H_true[r] = e^{c_r}·H[r]},
+ * <p><b>Overflow-safe representation.</b> Row {@code r} is kept as {@code H_true[r] = e^{c_r}·H[r]},
  * {@code z_true[r] = e^{c_r}·z[r]} with a per-row log-scale {@code c_r} equal to the largest
- * {@code log ψ_r(k)} absorbed so far ({@code −∞} while the row is empty). Every stored
- * weight {@code e^{log ψ_r(k) − c_r}} is at most 1, so {@code z[r] ∈ [1, evicted]} and
+ * {@code log ψ_r(k)} absorbed so far ({@code −∞} while the row is empty). Every stored weight
+ * {@code e^{log ψ_r(k) − c_r}} is at most 1, so {@code z[r] ∈ [1, evicted]} and
  * {@code |H[r][i]| ≤ evicted·max|v_i|}, whatever the magnitude of the keys. Attention combines the
  * residual with the softmax's running maximum in log space (see {@link #attend}).
  *
- * <p>{@link #absorb} is called by the thread that mutates the cache; {@link #attend} may run for
- * different buffers on different threads, each with its own {@link Workspace}.
+ * <p><b>Centring.</b> For a map that {@linkplain FeatureMap#estimatesExpKernel() estimates}
+ * {@code e^{q·k/√d}} for any vectors, the state uses the exact identity
+ * {@code e^{q·k/√d} = e^{q·μ/√d} · e^{ν·(k−μ)/√d} · e^{(q−ν)·(k−μ)/√d}} and applies the map only to
+ * the last factor: {@code ψ'(k) = e^{ν·(k−μ)/√d}·ψ(k−μ)}, {@code φ'(q) = e^{q·μ/√d}·φ(q−ν)}. The key
+ * mean {@code μ} is the mean of the keys resident at the buffer's first eviction, the query mean
+ * {@code ν} the mean of the queries it saw until then; both stay fixed afterwards. Random features
+ * have a relative variance of about {@code e^{‖q+k‖²/√d}}; trained models' keys and queries share
+ * large common components, so centring cuts that variance by orders of magnitude.
+ *
+ * <p>{@link #absorb} and {@link #anchor} are called by the thread that mutates the cache;
+ * {@link #observeQuery} and {@link #attend} may run for different buffers on different threads,
+ * each with its own {@link Workspace}.
  */
 public final class LessState {
 
     private final FeatureMap map;
+    private final boolean centring;
     private final int rank;
     private final int headDim;
+    private final float scale;
     private final float[][] h;
     private final float[][] z;
     private final float[][] logScale;
     private final long[] absorbed;
+    private final float[][] keyMean;
+    private final float[][] queryMean;
+    private final double[][] querySum;
+    private final long[] queries;
+    private final float[] centred;
     private final float[] keyFeatures;
     private final float[] keyScratch;
 
@@ -41,12 +59,19 @@ public final class LessState {
         if (buffers < 1) {
             throw new IllegalArgumentException("buffers must be >= 1, got " + buffers);
         }
+        this.centring = map.estimatesExpKernel();
         this.rank = map.rank();
         this.headDim = map.headDim();
+        this.scale = (float) (1.0 / Math.sqrt(headDim));
         this.h = new float[buffers][Math.multiplyExact(rank, headDim)];
         this.z = new float[buffers][rank];
         this.logScale = new float[buffers][rank];
         this.absorbed = new long[buffers];
+        this.keyMean = new float[buffers][headDim];
+        this.queryMean = new float[buffers][headDim];
+        this.querySum = new double[buffers][centring ? headDim : 0];
+        this.queries = new long[buffers];
+        this.centred = new float[headDim];
         this.keyFeatures = new float[rank];
         this.keyScratch = new float[map.scratchFloats()];
         clear();
@@ -57,9 +82,18 @@ public final class LessState {
         return map;
     }
 
-    /** Returns the bytes of the state: {@code H}, {@code z} and the log-scales, 4 bytes per element. */
+    /** Returns whether keys and queries are centred before the map (see the class comment). */
+    public boolean centring() {
+        return centring;
+    }
+
+    /**
+     * Returns the bytes of the state: {@code H}, {@code z} and the log-scales, plus the key and
+     * query means when centring, 4 bytes per element.
+     */
     public long bytes() {
-        return (long) h.length * ((long) rank * headDim + 2L * rank) * Float.BYTES;
+        long perBuffer = (long) rank * headDim + 2L * rank + (centring ? 2L * headDim : 0);
+        return h.length * perBuffer * Float.BYTES;
     }
 
     /** Returns whether buffer {@code b} has absorbed no token yet. */
@@ -72,29 +106,78 @@ public final class LessState {
         return absorbed[b];
     }
 
-    /** Forgets every absorbed token. */
+    /** Forgets every absorbed token and the means. */
     public void clear() {
         for (int b = 0; b < h.length; b++) {
             Arrays.fill(h[b], 0f);
             Arrays.fill(z[b], 0f);
             Arrays.fill(logScale[b], Float.NEGATIVE_INFINITY);
+            Arrays.fill(keyMean[b], 0f);
+            Arrays.fill(queryMean[b], 0f);
+            Arrays.fill(querySum[b], 0.0);
         }
         Arrays.fill(absorbed, 0);
+        Arrays.fill(queries, 0);
+    }
+
+    /** Counts a query that attended over buffer {@code b} into its query mean, while the buffer is empty. */
+    public void observeQuery(int b, float[] query, int offset) {
+        if (centring && absorbed[b] == 0) {
+            double[] sum = querySum[b];
+            for (int i = 0; i < headDim; i++) {
+                sum[i] += query[offset + i];
+            }
+            queries[b]++;
+        }
     }
 
     /**
-     * Folds one evicted token into buffer {@code b}: {@code H += ψ(k)·vᵀ}, {@code z += ψ(k)}.
+     * Fixes the means of buffer {@code b} before its first {@link #absorb}: the key mean from
+     * {@code keyMean[offset..]}, the query mean from the queries observed so far. Without centring
+     * this does nothing.
+     *
+     * @throws IllegalStateException if the buffer has absorbed tokens already
+     */
+    public void anchor(int b, float[] keyMean, int offset) {
+        if (absorbed[b] != 0) {
+            throw new IllegalStateException("buffer " + b + " has absorbed " + absorbed[b] + " tokens; anchor it before");
+        }
+        if (!centring) {
+            return;
+        }
+        System.arraycopy(keyMean, offset, this.keyMean[b], 0, headDim);
+        long n = queries[b];
+        for (int i = 0; i < headDim; i++) {
+            queryMean[b][i] = n == 0 ? 0f : (float) (querySum[b][i] / n);
+        }
+    }
+
+    /**
+     * Folds one evicted token into buffer {@code b}: {@code H += ψ'(k)·vᵀ}, {@code z += ψ'(k)}.
      *
      * @param layer the source layer of the buffer
      * @param kvHead the kv-head of the buffer
      */
     public void absorb(int b, int layer, int kvHead, float[] key, int keyOffset, float[] value, int valueOffset) {
-        map.logKeyFeatures(layer, kvHead, key, keyOffset, keyFeatures, keyScratch);
+        float shift = 0f;
+        if (centring) {
+            float[] mu = keyMean[b];
+            float[] nu = queryMean[b];
+            double dot = 0;
+            for (int i = 0; i < headDim; i++) {
+                centred[i] = key[keyOffset + i] - mu[i];
+                dot += (double) nu[i] * centred[i];
+            }
+            shift = (float) (dot * scale);
+            map.logKeyFeatures(layer, kvHead, centred, 0, keyFeatures, keyScratch);
+        } else {
+            map.logKeyFeatures(layer, kvHead, key, keyOffset, keyFeatures, keyScratch);
+        }
         float[] hb = h[b];
         float[] zb = z[b];
         float[] cb = logScale[b];
         for (int r = 0; r < rank; r++) {
-            float lf = keyFeatures[r];
+            float lf = keyFeatures[r] + shift;
             if (lf == Float.NEGATIVE_INFINITY) {
                 continue;
             }
@@ -124,8 +207,8 @@ public final class LessState {
      * Finishes the attention of one query head over buffer {@code b}: given the kernel's
      * unnormalised output {@code U = Σ_j e^{s_j − m}·v_j} (in {@code out}), its maximum score
      * {@code m} and sum {@code l = Σ_j e^{s_j − m}}, writes
-     * {@code (U + e^{−m}·φ(q)ᵀH) / (l + e^{−m}·φ(q)ᵀz)}. With {@code t_r = log φ_r(q) + c_r} and
-     * {@code M = max(m, max_r t_r)} it computes
+     * {@code (U + e^{−m}·φ'(q)ᵀH) / (l + e^{−m}·φ'(q)ᵀz)}. With {@code t_r = log φ'_r(q) + c_r}
+     * and {@code M = max(m, max_r t_r)} it computes
      * {@code (e^{m−M}·U + Σ_r e^{t_r−M}·H[r]) / (e^{m−M}·l + Σ_r e^{t_r−M}·z[r])}: every factor
      * is at most 1 and the denominator at least 1, so nothing overflows or divides by zero.
      *
@@ -139,12 +222,27 @@ public final class LessState {
     public void attend(int b, int readingLayer, int queryHead, float[] query, int queryOffset,
                        float m, float l, float[] out, int outOffset, Workspace workspace) {
         float[] t = workspace.features;
-        map.logQueryFeatures(readingLayer, queryHead, query, queryOffset, t, workspace.scratch);
+        double shift = 0;
+        if (centring) {
+            float[] mu = keyMean[b];
+            float[] nu = queryMean[b];
+            float[] y = workspace.centred;
+            for (int i = 0; i < headDim; i++) {
+                float q = query[queryOffset + i];
+                y[i] = q - nu[i];
+                shift += (double) q * mu[i];
+            }
+            shift *= scale;
+            map.logQueryFeatures(readingLayer, queryHead, y, 0, t, workspace.scratch);
+        } else {
+            map.logQueryFeatures(readingLayer, queryHead, query, queryOffset, t, workspace.scratch);
+        }
         float[] cb = logScale[b];
+        double[] logWeights = workspace.logWeights;
         double top = m;
         for (int r = 0; r < rank; r++) {
-            double tr = (double) t[r] + cb[r];
-            workspace.logWeights[r] = tr;
+            double tr = (double) t[r] + cb[r] + shift;
+            logWeights[r] = tr;
             top = Math.max(top, tr);
         }
         float alpha = (float) Math.exp(m - top);
@@ -155,11 +253,7 @@ public final class LessState {
         float[] hb = h[b];
         float[] zb = z[b];
         for (int r = 0; r < rank; r++) {
-            double tr = workspace.logWeights[r];
-            if (tr == Double.NEGATIVE_INFINITY) {
-                continue;
-            }
-            float beta = (float) Math.exp(tr - top);
+            float beta = (float) Math.exp(logWeights[r] - top);
             if (beta == 0f) {
                 continue;
             }
@@ -177,7 +271,7 @@ public final class LessState {
 
     /** Returns working memory for {@link #attend}, for one thread. */
     public Workspace newWorkspace() {
-        return new Workspace(rank, map.scratchFloats());
+        return new Workspace(rank, headDim, map.scratchFloats());
     }
 
     /** Copies the scaled row sums of buffer {@code b}: {@code H}, {@code z} and the log-scales {@code c}. */
@@ -187,15 +281,27 @@ public final class LessState {
         System.arraycopy(logScale[b], 0, logScaleDst, 0, rank);
     }
 
-    /** Working memory of {@link #attend}: the query's log-features and the map's scratch. */
+    /** Returns a copy of buffer {@code b}'s key mean {@code μ}. */
+    float[] keyMean(int b) {
+        return keyMean[b].clone();
+    }
+
+    /** Returns a copy of buffer {@code b}'s query mean {@code ν}. */
+    float[] queryMean(int b) {
+        return queryMean[b].clone();
+    }
+
+    /** Working memory of {@link #attend}: the centred query, its log-features and the map's scratch. */
     public static final class Workspace {
         private final float[] features;
         private final double[] logWeights;
+        private final float[] centred;
         private final float[] scratch;
 
-        private Workspace(int rank, int scratchFloats) {
+        private Workspace(int rank, int headDim, int scratchFloats) {
             this.features = new float[rank];
             this.logWeights = new double[rank];
+            this.centred = new float[headDim];
             this.scratch = new float[scratchFloats];
         }
     }

@@ -67,6 +67,11 @@ final class PositiveRandomFeatures implements FeatureMap {
     }
 
     @Override
+    public boolean estimatesExpKernel() {
+        return true;
+    }
+
+    @Override
     public String name() {
         return "favor+(rank=" + rank + ", seed=" + seed + ")";
     }

@@ -63,8 +63,15 @@ class LessStateTest {
         return pos;
     }
 
-    /** Float64 {@code Σ ψ(k)vᵀ} (first {@code RANK * D}) and {@code Σ ψ(k)} (last {@code RANK}) over the evicted set. */
+    /**
+     * Float64 {@code Σ ψ'(k)vᵀ} (first {@code RANK * D}) and {@code Σ ψ'(k)} (last {@code RANK}) over the
+     * evicted set, with {@code ψ'(k) = e^{ν·(k−μ)/√d}·ψ(k−μ)} for the state's means {@code μ}, {@code ν}.
+     */
     private double[] referenceState(KvCache cache, FeatureMap map, int layer, int h, int tokens) {
+        LessState state = stateOf(cache);
+        int b = layer * KV_HEADS + h;
+        float[] mu = state.keyMean(b);
+        float[] nu = state.queryMean(b);
         Set<Integer> resident = new HashSet<>();
         for (int p : cache.positions(layer, h)) {
             resident.add(p);
@@ -77,9 +84,15 @@ class LessStateTest {
                 continue;
             }
             float[][] kv = appended.get(id(layer, h, p));
-            map.logKeyFeatures(layer, h, kv[0], 0, lf, scratch);
+            float[] centred = new float[D];
+            double shift = 0;
+            for (int i = 0; i < D; i++) {
+                centred[i] = kv[0][i] - mu[i];
+                shift += (double) nu[i] * centred[i] / Math.sqrt(D);
+            }
+            map.logKeyFeatures(layer, h, centred, 0, lf, scratch);
             for (int rr = 0; rr < RANK; rr++) {
-                double psi = Math.exp(lf[rr]);
+                double psi = Math.exp(lf[rr] + shift);
                 for (int i = 0; i < D; i++) {
                     s[rr * D + i] += psi * kv[1][i];
                 }
@@ -177,9 +190,18 @@ class LessStateTest {
                                 num[i] += e * values[j * D + i];
                             }
                         }
-                        map.logQueryFeatures(l, qh, q, qh * D, lf, new float[0]);
+                        LessState less = stateOf(cache);
+                        float[] mu = less.keyMean(l * KV_HEADS + h);
+                        float[] nu = less.queryMean(l * KV_HEADS + h);
+                        float[] centred = new float[D];
+                        double shift = 0;
+                        for (int i = 0; i < D; i++) {
+                            centred[i] = q[qh * D + i] - nu[i];
+                            shift += (double) q[qh * D + i] * mu[i] / Math.sqrt(D);
+                        }
+                        map.logQueryFeatures(l, qh, centred, 0, lf, new float[0]);
                         for (int rr = 0; rr < RANK; rr++) {
-                            double phi = Math.exp(lf[rr]);
+                            double phi = Math.exp(lf[rr] + shift);
                             den += phi * state[RANK * D + rr];
                             for (int i = 0; i < D; i++) {
                                 num[i] += phi * state[rr * D + i];
@@ -292,16 +314,105 @@ class LessStateTest {
     }
 
     @Test
+    void anchorsOnTheResidentKeysAndTheQueriesSeenBeforeTheFirstEviction() {
+        long seed = Seeds.fresh("anchorsOnTheResidentKeysAndTheQueriesSeenBeforeTheFirstEviction");
+        SplittableRandom r = new SplittableRandom(seed);
+        int group = QUERY_HEADS / KV_HEADS;
+        try (KvCache cache = KvCache.create(config(Policies.knorm(), FeatureMap.positiveRandom(D, RANK, seed)))) {
+            double[][] keySum = new double[KV_HEADS][D];
+            double[][] querySum = new double[KV_HEADS][D];
+            float[] out = new float[QUERY_HEADS * D];
+            for (int pos = 0; pos <= CAPACITY; pos++) {
+                float[] k = Seeds.uniform(r, KV_HEADS * D, 1.0);
+                float[] q = Seeds.uniform(r, QUERY_HEADS * D, 1.0);
+                cache.append(0, pos, k, Seeds.uniform(r, KV_HEADS * D, 1.0));
+                for (int i = 0; i < KV_HEADS * D && pos < CAPACITY; i++) {
+                    keySum[i / D][i % D] += k[i];
+                }
+                for (int i = 0; i < QUERY_HEADS * D && pos < CAPACITY; i++) {
+                    querySum[i / D / group][i % D] += q[i];
+                }
+                cache.attend(0, pos, q, out);
+            }
+            LessState state = stateOf(cache);
+            for (int h = 0; h < KV_HEADS; h++) {
+                assertEquals(1, state.absorbed(h));
+                float[] mu = state.keyMean(h);
+                float[] nu = state.queryMean(h);
+                for (int i = 0; i < D; i++) {
+                    assertEquals(keySum[h][i] / CAPACITY, mu[i], 1e-5, "mu[" + i + "], seed " + seed);
+                    assertEquals(querySum[h][i] / (CAPACITY * group), nu[i], 1e-5, "nu[" + i + "], seed " + seed);
+                }
+            }
+        }
+    }
+
+    @Test
+    void attentionApproachesTheFullCacheAsTheRankGrows() {
+        long seed = Seeds.fresh("attentionApproachesTheFullCacheAsTheRankGrows");
+        int[] ranks = {16, 256, 4096};
+        double[] error = new double[ranks.length];
+        double evictedOnly = 0;
+        for (int ri = 0; ri < ranks.length; ri++) {
+            SplittableRandom r = new SplittableRandom(seed);
+            // keys and queries with a large shared component, as in trained models: centring removes it
+            float[] keyBias = Seeds.uniform(r, D, 1.5);
+            float[] queryBias = Seeds.uniform(r, D, 1.5);
+            int tokens = 80;
+            float[] keys = new float[tokens * D];
+            float[] values = Seeds.uniform(r, tokens * D, 1.0);
+            KvCacheConfig config = KvCacheConfig.builder().layers(1).kvHeads(1).queryHeads(1).headDim(D)
+                    .capacity(16).policy(Policies.streamingLlm(0))
+                    .less(FeatureMap.positiveRandom(D, ranks[ri], seed)).build();
+            try (KvCache cache = KvCache.create(config)) {
+                float[] out = new float[D];
+                for (int pos = 0; pos < tokens; pos++) {
+                    for (int i = 0; i < D; i++) {
+                        keys[pos * D + i] = keyBias[i] + (float) (0.4 * r.nextGaussian());
+                    }
+                    cache.append(0, pos, java.util.Arrays.copyOfRange(keys, pos * D, pos * D + D),
+                            java.util.Arrays.copyOfRange(values, pos * D, pos * D + D));
+                    float[] q = new float[D];
+                    for (int i = 0; i < D; i++) {
+                        q[i] = queryBias[i] + (float) (0.4 * r.nextGaussian());
+                    }
+                    cache.attend(0, pos, q, out);
+                    if (pos == tokens - 1) {
+                        double[] exact = io.github.kvcache4j.testutil.Reference.attention(q, 0, keys, values, tokens, D,
+                                1 / Math.sqrt(D), null);
+                        error[ri] = io.github.kvcache4j.testutil.Reference.relativeError(out, 0, exact);
+                        if (ri == 0) {
+                            try (KvCache plain = KvCache.create(config.toBuilder().less(null).build())) {
+                                for (int p = tokens - 16; p < tokens; p++) {
+                                    plain.append(0, p, java.util.Arrays.copyOfRange(keys, p * D, p * D + D),
+                                            java.util.Arrays.copyOfRange(values, p * D, p * D + D));
+                                }
+                                float[] o = new float[D];
+                                plain.attend(0, pos, q, o);
+                                evictedOnly = io.github.kvcache4j.testutil.Reference.relativeError(o, 0, exact);
+                            }
+                        }
+                    }
+                }
+            }
+            System.out.printf("R = %4d: relative error to the full cache %.4f%n", ranks[ri], error[ri]);
+        }
+        System.out.printf("without LESS: %.4f%n", evictedOnly);
+        assertTrue(error[2] < error[0], "R 4096 should beat R 16; seed " + seed);
+        assertTrue(error[2] < 0.25 * evictedOnly, "R 4096 should be far closer to the full cache than eviction alone; seed " + seed);
+    }
+
+    @Test
     void statsCountTheStateBytes() {
         FeatureMap map = FeatureMap.positiveRandom(D, RANK, 1);
         try (KvCache cache = KvCache.create(config(Policies.knorm(), map))) {
-            long perBuffer = ((long) RANK * D + 2 * RANK) * Float.BYTES;
+            long perBuffer = ((long) RANK * D + 2 * RANK + 2 * D) * Float.BYTES;
             assertEquals(LAYERS * KV_HEADS * perBuffer, cache.stats().stateBytes());
         }
         try (KvCache cache = KvCache.create(KvCacheConfig.builder().layers(4).kvHeads(KV_HEADS)
                 .queryHeads(QUERY_HEADS).headDim(D).capacity(CAPACITY).kvSourceLayers(new int[] {0, 0, 2, 2})
                 .less(map).build())) {
-            long perBuffer = ((long) RANK * D + 2 * RANK) * Float.BYTES;
+            long perBuffer = ((long) RANK * D + 2 * RANK + 2 * D) * Float.BYTES;
             assertEquals(2 * KV_HEADS * perBuffer, cache.stats().stateBytes(), "only source layers keep state");
         }
         try (KvCache cache = KvCache.create(config(Policies.knorm(), null))) {

@@ -80,7 +80,7 @@ class PositiveRandomFeaturesTest {
         for (int ri = 1; ri < RANKS.length; ri++) {
             // 4x the rank should halve the error; allow for the noise of 32 samples
             double ratio = error[ri - 1] / error[ri];
-            assertTrue(ratio > 1.4 && ratio < 3.0, "R " + RANKS[ri - 1] + " -> " + RANKS[ri]
+            assertTrue(ratio > 1.3 && ratio < 3.2, "R " + RANKS[ri - 1] + " -> " + RANKS[ri]
                     + ": error fell by " + ratio + ", expected about 2; seed " + seed);
         }
         assertTrue(error[0] / error[RANKS.length - 1] > 5, "16 -> 1024 should cut the error about 8x; seed " + seed);
