@@ -634,11 +634,7 @@ public final class KvCache implements AutoCloseable {
             kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
                     queries, at, group, scale, mask, queryPosition,
                     weights, stride, maxAndSum, out, at, workspace);
-            if (less != null && less.isEmpty(b)) {
-                for (int g = 0; g < group; g++) {
-                    less.observeQuery(b, queries, at + g * headDim);
-                }
-            } else if (less != null) {
+            if (less != null && !less.isEmpty(b)) {
                 for (int g = 0; g < group; g++) {
                     int o = at + g * headDim;
                     less.attend(b, layer, head * group + g, queries, o, maxAndSum[2 * g], maxAndSum[2 * g + 1],

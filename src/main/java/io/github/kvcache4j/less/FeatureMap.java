@@ -56,8 +56,8 @@ public interface FeatureMap {
 
     /**
      * Returns whether {@code φ(q)·ψ(k)} estimates {@code exp(q·k/√d)} for any {@code q} and
-     * {@code k}. The cache may then centre keys and queries on their means before the map and
-     * restore the exact factors (see {@link LessState}), which lowers the variance of random
+     * {@code k}. The cache may then centre keys on their mean before the map and restore the
+     * exact factor (see {@link LessState}), which lowers the variance of random
      * features; maps that expect raw keys and queries (learned ones) return false.
      */
     default boolean estimatesExpKernel() {

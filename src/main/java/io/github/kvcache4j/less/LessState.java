@@ -19,15 +19,14 @@ import java.util.Objects;
  *
  * <p><b>Centring.</b> For a map that {@linkplain FeatureMap#estimatesExpKernel() estimates}
  * {@code e^{q·k/√d}} for any vectors, the state uses the exact identity
- * {@code e^{q·k/√d} = e^{q·μ/√d} · e^{ν·(k−μ)/√d} · e^{(q−ν)·(k−μ)/√d}} and applies the map only to
- * the last factor: {@code ψ'(k) = e^{ν·(k−μ)/√d}·ψ(k−μ)}, {@code φ'(q) = e^{q·μ/√d}·φ(q−ν)}. The key
- * mean {@code μ} is the mean of the keys resident at the buffer's first eviction, the query mean
- * {@code ν} the mean of the queries it saw until then; both stay fixed afterwards. Random features
- * have a relative variance of about {@code e^{‖q+k‖²/√d}}; trained models' keys and queries share
- * large common components, so centring cuts that variance by orders of magnitude.
+ * {@code e^{q·k/√d} = e^{q·μ/√d}·e^{q·(k−μ)/√d}} and applies the map only to the last factor:
+ * {@code ψ'(k) = ψ(k−μ)}, {@code φ'(q) = e^{q·μ/√d}·φ(q)}. The key mean {@code μ} is the mean of
+ * the keys resident at the buffer's first eviction and stays fixed afterwards. Random features have
+ * a relative variance of about {@code e^{‖q+k‖²/√d}}; a trained model's keys share a large common
+ * component, and removing it lowers that variance by orders of magnitude.
  *
  * <p>{@link #absorb} and {@link #anchor} are called by the thread that mutates the cache;
- * {@link #observeQuery} and {@link #attend} may run for different buffers on different threads,
+ * {@link #attend} may run for different buffers on different threads,
  * each with its own {@link Workspace}.
  */
 public final class LessState {
@@ -42,9 +41,6 @@ public final class LessState {
     private final float[][] logScale;
     private final long[] absorbed;
     private final float[][] keyMean;
-    private final float[][] queryMean;
-    private final double[][] querySum;
-    private final long[] queries;
     private final float[] centred;
     private final float[] keyFeatures;
     private final float[] keyScratch;
@@ -68,9 +64,6 @@ public final class LessState {
         this.logScale = new float[buffers][rank];
         this.absorbed = new long[buffers];
         this.keyMean = new float[buffers][headDim];
-        this.queryMean = new float[buffers][headDim];
-        this.querySum = new double[buffers][centring ? headDim : 0];
-        this.queries = new long[buffers];
         this.centred = new float[headDim];
         this.keyFeatures = new float[rank];
         this.keyScratch = new float[map.scratchFloats()];
@@ -82,17 +75,17 @@ public final class LessState {
         return map;
     }
 
-    /** Returns whether keys and queries are centred before the map (see the class comment). */
+    /** Returns whether keys are centred on their mean before the map (see the class comment). */
     public boolean centring() {
         return centring;
     }
 
     /**
-     * Returns the bytes of the state: {@code H}, {@code z} and the log-scales, plus the key and
-     * query means when centring, 4 bytes per element.
+     * Returns the bytes of the state: {@code H}, {@code z} and the log-scales, plus the key mean
+     * when centring, 4 bytes per element.
      */
     public long bytes() {
-        long perBuffer = (long) rank * headDim + 2L * rank + (centring ? 2L * headDim : 0);
+        long perBuffer = (long) rank * headDim + 2L * rank + (centring ? headDim : 0);
         return h.length * perBuffer * Float.BYTES;
     }
 
@@ -106,35 +99,20 @@ public final class LessState {
         return absorbed[b];
     }
 
-    /** Forgets every absorbed token and the means. */
+    /** Forgets every absorbed token and the key means. */
     public void clear() {
         for (int b = 0; b < h.length; b++) {
             Arrays.fill(h[b], 0f);
             Arrays.fill(z[b], 0f);
             Arrays.fill(logScale[b], Float.NEGATIVE_INFINITY);
             Arrays.fill(keyMean[b], 0f);
-            Arrays.fill(queryMean[b], 0f);
-            Arrays.fill(querySum[b], 0.0);
         }
         Arrays.fill(absorbed, 0);
-        Arrays.fill(queries, 0);
-    }
-
-    /** Counts a query that attended over buffer {@code b} into its query mean, while the buffer is empty. */
-    public void observeQuery(int b, float[] query, int offset) {
-        if (centring && absorbed[b] == 0) {
-            double[] sum = querySum[b];
-            for (int i = 0; i < headDim; i++) {
-                sum[i] += query[offset + i];
-            }
-            queries[b]++;
-        }
     }
 
     /**
-     * Fixes the means of buffer {@code b} before its first {@link #absorb}: the key mean from
-     * {@code keyMean[offset..]}, the query mean from the queries observed so far. Without centring
-     * this does nothing.
+     * Fixes the key mean of buffer {@code b} from {@code keyMean[offset..]}, before its first
+     * {@link #absorb}. Without centring this does nothing.
      *
      * @throws IllegalStateException if the buffer has absorbed tokens already
      */
@@ -146,10 +124,6 @@ public final class LessState {
             return;
         }
         System.arraycopy(keyMean, offset, this.keyMean[b], 0, headDim);
-        long n = queries[b];
-        for (int i = 0; i < headDim; i++) {
-            queryMean[b][i] = n == 0 ? 0f : (float) (querySum[b][i] / n);
-        }
     }
 
     /**
@@ -159,16 +133,11 @@ public final class LessState {
      * @param kvHead the kv-head of the buffer
      */
     public void absorb(int b, int layer, int kvHead, float[] key, int keyOffset, float[] value, int valueOffset) {
-        float shift = 0f;
         if (centring) {
             float[] mu = keyMean[b];
-            float[] nu = queryMean[b];
-            double dot = 0;
             for (int i = 0; i < headDim; i++) {
                 centred[i] = key[keyOffset + i] - mu[i];
-                dot += (double) nu[i] * centred[i];
             }
-            shift = (float) (dot * scale);
             map.logKeyFeatures(layer, kvHead, centred, 0, keyFeatures, keyScratch);
         } else {
             map.logKeyFeatures(layer, kvHead, key, keyOffset, keyFeatures, keyScratch);
@@ -177,7 +146,7 @@ public final class LessState {
         float[] zb = z[b];
         float[] cb = logScale[b];
         for (int r = 0; r < rank; r++) {
-            float lf = keyFeatures[r] + shift;
+            float lf = keyFeatures[r];
             if (lf == Float.NEGATIVE_INFINITY) {
                 continue;
             }
@@ -222,20 +191,14 @@ public final class LessState {
     public void attend(int b, int readingLayer, int queryHead, float[] query, int queryOffset,
                        float m, float l, float[] out, int outOffset, Workspace workspace) {
         float[] t = workspace.features;
+        map.logQueryFeatures(readingLayer, queryHead, query, queryOffset, t, workspace.scratch);
         double shift = 0;
         if (centring) {
             float[] mu = keyMean[b];
-            float[] nu = queryMean[b];
-            float[] y = workspace.centred;
             for (int i = 0; i < headDim; i++) {
-                float q = query[queryOffset + i];
-                y[i] = q - nu[i];
-                shift += (double) q * mu[i];
+                shift += (double) query[queryOffset + i] * mu[i];
             }
             shift *= scale;
-            map.logQueryFeatures(readingLayer, queryHead, y, 0, t, workspace.scratch);
-        } else {
-            map.logQueryFeatures(readingLayer, queryHead, query, queryOffset, t, workspace.scratch);
         }
         float[] cb = logScale[b];
         double[] logWeights = workspace.logWeights;
@@ -271,7 +234,7 @@ public final class LessState {
 
     /** Returns working memory for {@link #attend}, for one thread. */
     public Workspace newWorkspace() {
-        return new Workspace(rank, headDim, map.scratchFloats());
+        return new Workspace(rank, map.scratchFloats());
     }
 
     /** Copies the scaled row sums of buffer {@code b}: {@code H}, {@code z} and the log-scales {@code c}. */
@@ -286,22 +249,15 @@ public final class LessState {
         return keyMean[b].clone();
     }
 
-    /** Returns a copy of buffer {@code b}'s query mean {@code ν}. */
-    float[] queryMean(int b) {
-        return queryMean[b].clone();
-    }
-
-    /** Working memory of {@link #attend}: the centred query, its log-features and the map's scratch. */
+    /** Working memory of {@link #attend}: the query's log-features and the map's scratch. */
     public static final class Workspace {
         private final float[] features;
         private final double[] logWeights;
-        private final float[] centred;
         private final float[] scratch;
 
-        private Workspace(int rank, int headDim, int scratchFloats) {
+        private Workspace(int rank, int scratchFloats) {
             this.features = new float[rank];
             this.logWeights = new double[rank];
-            this.centred = new float[headDim];
             this.scratch = new float[scratchFloats];
         }
     }

@@ -65,13 +65,12 @@ class LessStateTest {
 
     /**
      * Float64 {@code Σ ψ'(k)vᵀ} (first {@code RANK * D}) and {@code Σ ψ'(k)} (last {@code RANK}) over the
-     * evicted set, with {@code ψ'(k) = e^{ν·(k−μ)/√d}·ψ(k−μ)} for the state's means {@code μ}, {@code ν}.
+     * evicted set, with {@code ψ'(k) = ψ(k−μ)} for the state's key mean {@code μ}.
      */
     private double[] referenceState(KvCache cache, FeatureMap map, int layer, int h, int tokens) {
         LessState state = stateOf(cache);
         int b = layer * KV_HEADS + h;
         float[] mu = state.keyMean(b);
-        float[] nu = state.queryMean(b);
         Set<Integer> resident = new HashSet<>();
         for (int p : cache.positions(layer, h)) {
             resident.add(p);
@@ -85,14 +84,12 @@ class LessStateTest {
             }
             float[][] kv = appended.get(id(layer, h, p));
             float[] centred = new float[D];
-            double shift = 0;
             for (int i = 0; i < D; i++) {
                 centred[i] = kv[0][i] - mu[i];
-                shift += (double) nu[i] * centred[i] / Math.sqrt(D);
             }
             map.logKeyFeatures(layer, h, centred, 0, lf, scratch);
             for (int rr = 0; rr < RANK; rr++) {
-                double psi = Math.exp(lf[rr] + shift);
+                double psi = Math.exp(lf[rr]);
                 for (int i = 0; i < D; i++) {
                     s[rr * D + i] += psi * kv[1][i];
                 }
@@ -192,14 +189,11 @@ class LessStateTest {
                         }
                         LessState less = stateOf(cache);
                         float[] mu = less.keyMean(l * KV_HEADS + h);
-                        float[] nu = less.queryMean(l * KV_HEADS + h);
-                        float[] centred = new float[D];
                         double shift = 0;
                         for (int i = 0; i < D; i++) {
-                            centred[i] = q[qh * D + i] - nu[i];
                             shift += (double) q[qh * D + i] * mu[i] / Math.sqrt(D);
                         }
-                        map.logQueryFeatures(l, qh, centred, 0, lf, new float[0]);
+                        map.logQueryFeatures(l, qh, q, qh * D, lf, new float[0]);
                         for (int rr = 0; rr < RANK; rr++) {
                             double phi = Math.exp(lf[rr] + shift);
                             den += phi * state[RANK * D + rr];
@@ -314,13 +308,11 @@ class LessStateTest {
     }
 
     @Test
-    void anchorsOnTheResidentKeysAndTheQueriesSeenBeforeTheFirstEviction() {
-        long seed = Seeds.fresh("anchorsOnTheResidentKeysAndTheQueriesSeenBeforeTheFirstEviction");
+    void anchorsOnTheMeanOfTheKeysResidentAtTheFirstEviction() {
+        long seed = Seeds.fresh("anchorsOnTheMeanOfTheKeysResidentAtTheFirstEviction");
         SplittableRandom r = new SplittableRandom(seed);
-        int group = QUERY_HEADS / KV_HEADS;
         try (KvCache cache = KvCache.create(config(Policies.knorm(), FeatureMap.positiveRandom(D, RANK, seed)))) {
             double[][] keySum = new double[KV_HEADS][D];
-            double[][] querySum = new double[KV_HEADS][D];
             float[] out = new float[QUERY_HEADS * D];
             for (int pos = 0; pos <= CAPACITY; pos++) {
                 float[] k = Seeds.uniform(r, KV_HEADS * D, 1.0);
@@ -329,19 +321,14 @@ class LessStateTest {
                 for (int i = 0; i < KV_HEADS * D && pos < CAPACITY; i++) {
                     keySum[i / D][i % D] += k[i];
                 }
-                for (int i = 0; i < QUERY_HEADS * D && pos < CAPACITY; i++) {
-                    querySum[i / D / group][i % D] += q[i];
-                }
                 cache.attend(0, pos, q, out);
             }
             LessState state = stateOf(cache);
             for (int h = 0; h < KV_HEADS; h++) {
                 assertEquals(1, state.absorbed(h));
                 float[] mu = state.keyMean(h);
-                float[] nu = state.queryMean(h);
                 for (int i = 0; i < D; i++) {
                     assertEquals(keySum[h][i] / CAPACITY, mu[i], 1e-5, "mu[" + i + "], seed " + seed);
-                    assertEquals(querySum[h][i] / (CAPACITY * group), nu[i], 1e-5, "nu[" + i + "], seed " + seed);
                 }
             }
         }
@@ -406,13 +393,13 @@ class LessStateTest {
     void statsCountTheStateBytes() {
         FeatureMap map = FeatureMap.positiveRandom(D, RANK, 1);
         try (KvCache cache = KvCache.create(config(Policies.knorm(), map))) {
-            long perBuffer = ((long) RANK * D + 2 * RANK + 2 * D) * Float.BYTES;
+            long perBuffer = ((long) RANK * D + 2 * RANK + D) * Float.BYTES;
             assertEquals(LAYERS * KV_HEADS * perBuffer, cache.stats().stateBytes());
         }
         try (KvCache cache = KvCache.create(KvCacheConfig.builder().layers(4).kvHeads(KV_HEADS)
                 .queryHeads(QUERY_HEADS).headDim(D).capacity(CAPACITY).kvSourceLayers(new int[] {0, 0, 2, 2})
                 .less(map).build())) {
-            long perBuffer = ((long) RANK * D + 2 * RANK + 2 * D) * Float.BYTES;
+            long perBuffer = ((long) RANK * D + 2 * RANK + D) * Float.BYTES;
             assertEquals(2 * KV_HEADS * perBuffer, cache.stats().stateBytes(), "only source layers keep state");
         }
         try (KvCache cache = KvCache.create(config(Policies.knorm(), null))) {
