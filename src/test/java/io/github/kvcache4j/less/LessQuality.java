@@ -23,10 +23,11 @@ import java.util.Map;
  * continuation tokens at positions 1536.. (no further eviction). Prints mean NLL per setting and the
  * fraction of the policy's gap to the full cache that LESS recovers.
  *
- * <p>Run (not part of the test suite):
+ * <p>Run (not part of the test suite; JDK 25):
  * <pre>
- * mvn -q test-compile exec:exec -Dexec.executable=java -Dexec.classpathScope=test \
- *   -Dexec.args="--add-modules jdk.incubator.vector -cp %classpath io.github.kvcache4j.less.LessQuality --windows 6"
+ * mvn -q test-compile dependency:build-classpath -Dmdep.outputFile=target/cp.txt
+ * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes:$(cat target/cp.txt) \
+ *     io.github.kvcache4j.less.LessQuality --windows 6
  * </pre>
  * Options: {@code --windows N} (default 6), {@code --ratios 0.75,0.9}, {@code --ranks 8,32,64},
  * {@code --policies knorm,h2o,observed}, {@code --seed S} (feature-map seed, default 1),
