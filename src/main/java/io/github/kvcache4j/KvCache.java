@@ -23,6 +23,10 @@ import java.util.Objects;
  * <p>Every mutating call validates all its arguments before it changes anything: on an exception
  * the cache is as it was. Not thread-safe: one thread at a time may call a cache; attention fans
  * out over kv-heads on the configured {@link java.util.concurrent.Executor}, if any.
+ *
+ * <p>With {@link KvCacheConfig.Builder#less} the cache also keeps a LESS residual: every token it
+ * evicts, on any path, is folded into a constant-size state that attention reads
+ * ({@code docs/less.md}).
  */
 public final class KvCache implements AutoCloseable {
 
@@ -432,6 +436,7 @@ public final class KvCache implements AutoCloseable {
 
     /** Anchors buffer {@code b}'s residual on the mean of the keys resident at its first eviction. */
     private void anchor(int b) {
+        // evictedValue is free until the victim is read: it serves as the sum here
         int n = store.size(b);
         Arrays.fill(evictedValue, 0f);
         for (int j = 0; j < n; j++) {
