@@ -390,6 +390,36 @@ class LessStateTest {
     }
 
     @Test
+    void policiesSeeTheSameWeightsAndEvictTheSameTokens() {
+        long seed = Seeds.fresh("policiesSeeTheSameWeightsAndEvictTheSameTokens");
+        for (EvictionPolicy policy : new EvictionPolicy[] {Policies.h2o(), Policies.corm(4, 4, 1.0, true),
+                Policies.observedAttention()}) {
+            KvCacheConfig plain = config(policy, null);
+            KvCacheConfig withLess = plain.toBuilder().less(FeatureMap.positiveRandom(D, RANK, seed)).build();
+            try (KvCache a = KvCache.create(plain); KvCache b = KvCache.create(withLess)) {
+                SplittableRandom r = new SplittableRandom(seed);
+                float[] out = new float[QUERY_HEADS * D];
+                for (int pos = 0; pos < 60; pos++) {
+                    for (int l = 0; l < LAYERS; l++) {
+                        float[] k = Seeds.uniform(r, KV_HEADS * D, 1.0);
+                        float[] v = Seeds.uniform(r, KV_HEADS * D, 1.0);
+                        float[] q = Seeds.uniform(r, QUERY_HEADS * D, 1.0);
+                        a.append(l, pos, k, v);
+                        b.append(l, pos, k, v);
+                        a.attend(l, pos, q, out);
+                        b.attend(l, pos, q, out);
+                        for (int h = 0; h < KV_HEADS; h++) {
+                            assertArrayEquals(a.positions(l, h), b.positions(l, h),
+                                    policy.name() + " position " + pos + ", seed " + seed);
+                        }
+                    }
+                }
+                assertTrue(b.stats().evicted() > 0);
+            }
+        }
+    }
+
+    @Test
     void statsCountTheStateBytes() {
         FeatureMap map = FeatureMap.positiveRandom(D, RANK, 1);
         try (KvCache cache = KvCache.create(config(Policies.knorm(), map))) {
