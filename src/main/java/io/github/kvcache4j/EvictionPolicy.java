@@ -58,7 +58,10 @@ public interface EvictionPolicy {
          * One query token attended over the buffer of ({@code layer}, {@code kvHead}).
          * {@code weights[g * stride + j]} is the softmax probability query head {@code g} of the
          * kv-head's group gave slot {@code j}, for {@code j < visible}; slots the query could not
-         * see (after its position) have weight zero. {@code layer} is the source layer whose slots
+         * see (after its position) have weight zero. The weights are normalised over the resident
+         * slots only: with a LESS residual ({@link KvCacheConfig#less()}) the evicted tokens' share
+         * is left out, so the visible slots' weights still sum to 1 and a policy ranks its slots as
+         * it would without the residual. {@code layer} is the source layer whose slots
          * these are, also when a sharing layer attended. The array is reused after the call.
          */
         default void onAttention(int layer, int kvHead, int queryPosition, int readingLayer,

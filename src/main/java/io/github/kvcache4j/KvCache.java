@@ -2,6 +2,7 @@ package io.github.kvcache4j;
 
 import io.github.kvcache4j.kernel.KernelProvider;
 import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.store.LessState;
 import io.github.kvcache4j.store.KvStore;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -22,6 +23,10 @@ import java.util.Objects;
  * <p>Every mutating call validates all its arguments before it changes anything: on an exception
  * the cache is as it was. Not thread-safe: one thread at a time may call a cache; attention fans
  * out over kv-heads on the configured {@link java.util.concurrent.Executor}, if any.
+ *
+ * <p>With {@link KvCacheConfig.Builder#less} the cache also keeps a LESS residual: every token it
+ * evicts, on any path, is folded into a constant-size state that attention reads
+ * ({@code docs/less.md}).
  */
 public final class KvCache implements AutoCloseable {
 
@@ -54,6 +59,10 @@ public final class KvCache implements AutoCloseable {
     private final int[] need;
     private final float[] segmentKeys;
     private final float[] segmentValues;
+    /** The LESS residual, or null. */
+    private final LessState less;
+    private final float[] evictedKey;
+    private final float[] evictedValue;
     private long evicted;
     private volatile boolean closed;
 
@@ -82,17 +91,20 @@ public final class KvCache implements AutoCloseable {
         this.stride = Kernels.roundToTiles(capacity);
         this.lastPosition = new int[layers];
         Arrays.fill(lastPosition, -1);
-        this.work = new HeadWork[kvHeads];
-        for (int h = 0; h < kvHeads; h++) {
-            work[h] = new HeadWork(h);
-        }
-        this.fanOut = config.executor() == null ? null : new FanOut(config.executor(), work);
         this.victims = new int[kvHeads][capacity];
         this.keep = new boolean[capacity];
         this.named = new boolean[capacity];
         this.need = new int[kvHeads];
         this.segmentKeys = new float[kvHeads * headDim];
         this.segmentValues = new float[kvHeads * headDim];
+        this.less = config.less() == null ? null : new LessState(config.less(), sources * kvHeads);
+        this.evictedKey = new float[headDim];
+        this.evictedValue = new float[headDim];
+        this.work = new HeadWork[kvHeads];
+        for (int h = 0; h < kvHeads; h++) {
+            work[h] = new HeadWork(h);
+        }
+        this.fanOut = config.executor() == null ? null : new FanOut(config.executor(), work);
         // Off-heap memory last: a policy that rejects the shape, or a failed heap allocation,
         // must not leave a reserved arena behind.
         this.store = new KvStore(sources * kvHeads, headDim, capacity, config.dtype());
@@ -274,6 +286,9 @@ public final class KvCache implements AutoCloseable {
         tracker.reset();
         Arrays.fill(lastPosition, -1);
         evicted = 0;
+        if (less != null) {
+            less.clear();
+        }
     }
 
     /** Returns a snapshot of the occupancy. */
@@ -291,7 +306,7 @@ public final class KvCache implements AutoCloseable {
             }
         }
         return new CacheStats(resident, evicted, residentSlots * store.bytesPerSlot(),
-                store.reservedBytes(), 0);
+                store.reservedBytes(), less == null ? 0 : less.bytes());
     }
 
     /** Returns the resident positions of ({@code layer}, {@code kvHead}) in slot order. */
@@ -352,6 +367,7 @@ public final class KvCache implements AutoCloseable {
                 Arrays.fill(keep, 0, n, true);
                 for (int i = 0; i < chosen; i++) {
                     keep[v[i]] = false;
+                    remember(l, h, b, v[i]);
                     tracker.onRemove(l, h, v[i]);
                 }
                 int layer = l;
@@ -408,6 +424,7 @@ public final class KvCache implements AutoCloseable {
         Arrays.sort(v, 0, count);
         int b = bufferBase[layer] + h;
         for (int i = count - 1; i >= 0; i--) {
+            remember(layer, h, b, v[i]);
             tracker.onRemove(layer, h, v[i]);
             int moved = store.removeSwap(b, v[i]);
             if (moved != v[i]) {
@@ -415,6 +432,35 @@ public final class KvCache implements AutoCloseable {
             }
         }
         evicted += count;
+    }
+
+    /** Folds the token in {@code slot} into the LESS residual before its slot is reused. */
+    private void remember(int layer, int h, int b, int slot) {
+        if (less != null) {
+            if (less.isEmpty(b) && less.centring()) {
+                anchor(b);
+            }
+            store.readKey(b, slot, evictedKey, 0);
+            store.readValue(b, slot, evictedValue, 0);
+            less.absorb(b, layer, h, evictedKey, 0, evictedValue, 0);
+        }
+    }
+
+    /** Anchors buffer {@code b}'s residual on the mean of the keys resident at its first eviction. */
+    private void anchor(int b) {
+        // evictedValue is free until the victim is read: it serves as the sum here
+        int n = store.size(b);
+        Arrays.fill(evictedValue, 0f);
+        for (int j = 0; j < n; j++) {
+            store.readKey(b, j, evictedKey, 0);
+            for (int i = 0; i < headDim; i++) {
+                evictedValue[i] += evictedKey[i];
+            }
+        }
+        for (int i = 0; i < headDim; i++) {
+            evictedValue[i] /= n;
+        }
+        less.anchor(b, evictedValue, 0);
     }
 
     /** Rejects victims outside the resident slots or named twice (either would corrupt the buffer). */
@@ -579,6 +625,7 @@ public final class KvCache implements AutoCloseable {
         private final float[] weights;
         private final float[] maxAndSum;
         private final Kernels.Workspace workspace;
+        private final LessState.Workspace lessWorkspace;
         private int layer;
         private int queryPosition;
         private float[] queries;
@@ -593,6 +640,7 @@ public final class KvCache implements AutoCloseable {
             this.weights = new float[group * stride];
             this.maxAndSum = new float[2 * group];
             this.workspace = new Kernels.Workspace(headDim);
+            this.lessWorkspace = less == null ? null : less.newWorkspace();
         }
 
         void prepare(int layer, int queryPosition, float[] queries, float[] out, int offset) {
@@ -625,6 +673,14 @@ public final class KvCache implements AutoCloseable {
             kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
                     queries, at, group, scale, mask, queryPosition,
                     weights, stride, maxAndSum, out, at, workspace);
+            if (less != null && !less.isEmpty(b)) {
+                for (int g = 0; g < group; g++) {
+                    int o = at + g * headDim;
+                    less.attend(b, layer, head * group + g, queries, o, maxAndSum[2 * g], maxAndSum[2 * g + 1],
+                            out, o, lessWorkspace);
+                }
+                return;
+            }
             for (int g = 0; g < group; g++) {
                 float inv = 1f / maxAndSum[2 * g + 1];
                 int o = at + g * headDim;

@@ -1,13 +1,15 @@
 package io.github.kvcache4j;
 
 import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Objects;
 import java.util.concurrent.Executor;
 
 /**
  * The shape and behaviour of a {@link KvCache}: dimensions, capacity, storage type, eviction
- * policy, optional cross-layer sharing and an optional executor for attention. Immutable; one
+ * policy, optional cross-layer sharing, an optional LESS residual and an optional executor for
+ * attention. Immutable; one
  * config can create many caches (one per sequence). Build with {@link #builder()}.
  */
 public final class KvCacheConfig {
@@ -21,6 +23,7 @@ public final class KvCacheConfig {
     private final EvictionPolicy policy;
     private final Executor executor;
     private final SharingPlan sharing;
+    private final FeatureMap less;
 
     private KvCacheConfig(Builder b) {
         this.layers = positive("layers", b.layers);
@@ -41,6 +44,14 @@ public final class KvCacheConfig {
         }
         this.executor = b.executor;
         this.sharing = b.kvSourceLayers == null ? SharingPlan.identity(layers) : validSources(b.kvSourceLayers, layers);
+        this.less = b.less;
+        if (less != null) {
+            if (less.headDim() != headDim) {
+                throw new IllegalArgumentException("less: feature map " + less.name() + " has headDim "
+                        + less.headDim() + ", but headDim is " + headDim);
+            }
+            less.checkShape(layers, queryHeads, kvHeads);
+        }
     }
 
     private static int positive(String name, int value) {
@@ -88,7 +99,7 @@ public final class KvCacheConfig {
     public Builder toBuilder() {
         return new Builder().layers(layers).kvHeads(kvHeads).queryHeads(queryHeads).headDim(headDim)
                 .capacity(capacity).dtype(dtype).policy(policy).executor(executor)
-                .sharing(sharing);
+                .sharing(sharing).less(less);
     }
 
     /** Returns the number of transformer layers. */
@@ -146,6 +157,11 @@ public final class KvCacheConfig {
         return sharing;
     }
 
+    /** Returns the feature map of the LESS residual, or null when the cache keeps none. */
+    public FeatureMap less() {
+        return less;
+    }
+
     /**
      * Returns whether {@code layer} stores its own KV.
      *
@@ -167,7 +183,8 @@ public final class KvCacheConfig {
     public String toString() {
         return "KvCacheConfig[layers=" + layers + ", kvHeads=" + kvHeads + ", queryHeads=" + queryHeads
                 + ", headDim=" + headDim + ", capacity=" + capacity + ", dtype=" + dtype
-                + ", policy=" + policy.name() + ", sharing=" + sharing.toLayerTypes() + "]";
+                + ", policy=" + policy.name() + (less == null ? "" : ", less=" + less.name())
+                + ", sharing=" + sharing.toLayerTypes() + "]";
     }
 
     /** Collects the settings of a {@link KvCacheConfig}; {@link #build()} validates them. */
@@ -181,6 +198,7 @@ public final class KvCacheConfig {
         private EvictionPolicy policy = Policies.full();
         private Executor executor;
         private int[] kvSourceLayers;
+        private FeatureMap less;
 
         private Builder() {
         }
@@ -248,6 +266,18 @@ public final class KvCacheConfig {
          */
         public Builder sharing(SharingPlan plan) {
             this.kvSourceLayers = plan == null ? null : plan.sources();
+            return this;
+        }
+
+        /**
+         * Adds a LESS residual (Dong et al. 2024, arXiv 2402.09398) to the cache: every evicted
+         * token is folded into a constant-size state per (source layer, kv-head) through
+         * {@code featureMap}, and attention adds the state's estimate of the evicted tokens'
+         * share. Works with every policy; null (the default) keeps no residual. Typical:
+         * {@code less(FeatureMap.positiveRandom(headDim, 32, seed))}.
+         */
+        public Builder less(FeatureMap featureMap) {
+            this.less = featureMap;
             return this;
         }
 
