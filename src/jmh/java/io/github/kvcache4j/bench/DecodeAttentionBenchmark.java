@@ -36,7 +36,7 @@ public class DecodeAttentionBenchmark {
     static final int KV_HEADS = 8;
     static final int HEAD_DIM = 128;
 
-    @Param({"1024", "4096", "16384"})
+    @Param({"1024", "4096", "16384", "65536"})
     int tokens;
 
     @Param({"F32", "F16", "BF16"})

@@ -36,7 +36,7 @@ public class StreamingReadBenchmark {
 
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
 
-    @Param({"1024", "4096", "16384"})
+    @Param({"1024", "4096", "16384", "65536"})
     int tokens;
 
     @Param({"4", "2"})
