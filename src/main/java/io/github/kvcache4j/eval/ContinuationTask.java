@@ -1,6 +1,5 @@
 package io.github.kvcache4j.eval;
 
-import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import java.util.function.Consumer;
 
@@ -66,7 +65,7 @@ final class ContinuationTask {
     }
 
     /** Scores one window with {@code policy} at compression {@code ratio} (0 = no compression). */
-    Result run(int[] window, EvictionPolicy policy, double ratio) {
+    Result run(int[] window, CacheRecipe policy, double ratio) {
         return run(window, policy, ratio, cache -> { });
     }
 
@@ -74,7 +73,7 @@ final class ContinuationTask {
      * Scores one window; {@code afterCompress} sees the cache right after compression (for
      * inspecting what was kept).
      */
-    Result run(int[] window, EvictionPolicy policy, double ratio, Consumer<KvCache> afterCompress) {
+    Result run(int[] window, CacheRecipe policy, double ratio, Consumer<KvCache> afterCompress) {
         if (window.length != WINDOW) {
             throw new IllegalArgumentException("window: " + window.length + " tokens, expected " + WINDOW);
         }

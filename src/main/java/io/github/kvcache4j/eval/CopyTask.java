@@ -1,6 +1,5 @@
 package io.github.kvcache4j.eval;
 
-import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import java.util.Arrays;
 
@@ -65,7 +64,7 @@ final class CopyTask {
     }
 
     /** Runs one prompt with {@code policy}, compressing the context at {@code ratio} (0 = none). */
-    Result run(Prompt p, EvictionPolicy policy, double ratio) {
+    Result run(Prompt p, CacheRecipe policy, double ratio) {
         int n = p.context().length;
         int[] span = p.span();
         int vocab = eval.vocab();

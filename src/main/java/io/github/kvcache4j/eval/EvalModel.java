@@ -1,7 +1,6 @@
 package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.DType;
-import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
@@ -21,9 +20,10 @@ record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsume
     /** Largest number of tokens fed to the model in one call, so progress moves smoothly. */
     static final int FEED_CHUNK = 256;
 
-    /** Creates a cache of {@code capacity} tokens per (layer, kv-head) governed by {@code policy}. */
-    KvCache newCache(EvictionPolicy policy, int capacity) {
-        return KvCache.create(model.cacheConfig().capacity(capacity).dtype(dtype).policy(policy).build());
+    /** Creates a cache of {@code capacity} tokens per (layer, kv-head) built by {@code recipe}. */
+    KvCache newCache(CacheRecipe recipe, int capacity) {
+        return KvCache.create(recipe.applyTo(model.cacheConfig().capacity(capacity).dtype(dtype),
+                model.config().headDim()).build());
     }
 
     /**

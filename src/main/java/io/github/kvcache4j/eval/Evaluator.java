@@ -1,6 +1,5 @@
 package io.github.kvcache4j.eval;
 
-import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
@@ -172,7 +171,10 @@ public final class Evaluator {
                                             Samples samples, PrintStream err) {
         List<String> policies = new ArrayList<>(o.policies());
         policies.remove(PolicyRegistry.FULL);
-        int configs = 1 + policies.size() * o.ratios().length;
+        int configs = 1;
+        for (String policy : policies) {
+            configs += ratios(o, policy).length;
+        }
         long perConfig = (long) o.windows() * (ContinuationTask.WINDOW - 1) + samples.work();
         Progress progress = new Progress(err, configs * perConfig);
         EvalModel eval = new EvalModel(model, tok, o.dtype(), progress::advance);
@@ -185,12 +187,17 @@ public final class Evaluator {
         ResultRow full = evaluate(eval, PolicyRegistry.FULL, 0.0, windows, samples, Double.NaN);
         rows.add(full);
         for (String policy : policies) {
-            for (double ratio : o.ratios()) {
+            for (double ratio : ratios(o, policy)) {
                 rows.add(evaluate(eval, policy, ratio, windows, samples, full.nll()));
             }
         }
         progress.finish();
         return rows;
+    }
+
+    /** Returns the ratios {@code policy} runs at: all of them, or 0 alone for a sharing plan. */
+    private static double[] ratios(EvalOptions o, String policy) {
+        return PolicyRegistry.create(policy).compresses() ? o.ratios() : new double[] {0.0};
     }
 
     /**
@@ -207,7 +214,7 @@ public final class Evaluator {
 
     private static ResultRow evaluate(EvalModel eval, String policyName, double ratio, int[][] windows,
                                       Samples samples, double fullNll) {
-        EvictionPolicy policy = PolicyRegistry.create(policyName);
+        CacheRecipe policy = PolicyRegistry.create(policyName);
         ContinuationTask continuation = new ContinuationTask(eval);
         double[] windowNll = new double[windows.length];
         double bytes = 0;

@@ -1,6 +1,5 @@
 package io.github.kvcache4j.eval;
 
-import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.model.Tokenizer;
 import java.util.ArrayList;
@@ -121,7 +120,7 @@ final class PasskeyTask {
     }
 
     /** Runs one prompt with {@code policy}, compressing the context at {@code ratio} (0 = none). */
-    Result run(Prompt p, EvictionPolicy policy, double ratio) {
+    Result run(Prompt p, CacheRecipe policy, double ratio) {
         int n = p.context().length;
         int total = n + p.question().length + p.answer().length;
         int vocab = eval.vocab();

@@ -1,7 +1,7 @@
 package io.github.kvcache4j.eval;
 
-import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
@@ -16,17 +16,26 @@ final class PolicyRegistry {
     /** The name of the full cache, the baseline every other policy is compared with. */
     static final String FULL = "full";
 
-    private static final Map<String, Supplier<EvictionPolicy>> POLICIES = new LinkedHashMap<>();
+    /** Rank of the LESS residual in the {@code +less} rows (docs/less.md measures 8, 32 and 64). */
+    static final int LESS_RANK = 32;
+
+    private static final Map<String, Supplier<CacheRecipe>> POLICIES = new LinkedHashMap<>();
 
     static {
-        POLICIES.put(FULL, Policies::full);
-        POLICIES.put("streaming_llm", Policies::streamingLlm);
-        POLICIES.put("knorm", Policies::knorm);
-        POLICIES.put("snapkv", Policies::snapKv);
+        POLICIES.put(FULL, () -> CacheRecipe.of(Policies.full()));
+        POLICIES.put("streaming_llm", () -> CacheRecipe.of(Policies.streamingLlm()));
+        POLICIES.put("knorm", () -> CacheRecipe.of(Policies.knorm()));
+        POLICIES.put("snapkv", () -> CacheRecipe.of(Policies.snapKv()));
         // kvpress ObservedAttentionPress: accumulated attention over the queries that saw the key.
-        POLICIES.put("h2o", Policies::observedAttention);
-        POLICIES.put("tova", Policies::tova);
-        POLICIES.put("corm", Policies::corm);
+        POLICIES.put("h2o", () -> CacheRecipe.of(Policies.observedAttention()));
+        POLICIES.put("tova", () -> CacheRecipe.of(Policies.tova()));
+        POLICIES.put("corm", () -> CacheRecipe.of(Policies.corm()));
+        POLICIES.put("knorm+less", () -> new CacheRecipe(Policies.knorm(), LESS_RANK, null));
+        POLICIES.put("h2o+less", () -> new CacheRecipe(Policies.observedAttention(), LESS_RANK, null));
+        // Training-free sharing plans that KVSharer's rule chose for austen-base on a calibration
+        // text before the evaluation windows (docs/sharing.md): 2 and 4 of 8 layers read another.
+        POLICIES.put("share2", () -> new CacheRecipe(Policies.full(), 0, SharingPlan.parse("0_1_2_3_4_5_5_5")));
+        POLICIES.put("share4", () -> new CacheRecipe(Policies.full(), 0, SharingPlan.parse("0_1_2_2_2_5_5_5")));
     }
 
     private PolicyRegistry() {
@@ -43,12 +52,12 @@ final class PolicyRegistry {
     }
 
     /**
-     * Creates the policy called {@code name}.
+     * Creates the recipe called {@code name}.
      *
      * @throws IllegalArgumentException if the name is unknown
      */
-    static EvictionPolicy create(String name) {
-        Supplier<EvictionPolicy> factory = POLICIES.get(name);
+    static CacheRecipe create(String name) {
+        Supplier<CacheRecipe> factory = POLICIES.get(name);
         if (factory == null) {
             throw new IllegalArgumentException("unknown policy '" + name + "'; known: " + String.join(", ", names()));
         }

@@ -111,10 +111,10 @@ class PromptsTest {
             PasskeyTask task = new PasskeyTask(new EvalModel(model, tok, DType.F32, n -> { }));
             // A short context keeps the test fast; the needle sits in the middle.
             PasskeyTask.Prompt p = PasskeyTask.build(tok, filler(70_000, 300), 256, 0.5, "40729");
-            PasskeyTask.Result r = task.run(p, Policies.full(), 0);
+            PasskeyTask.Result r = task.run(p, CacheRecipe.of(Policies.full()), 0);
             assertEquals(1.0, r.keyResident(), "the full cache keeps the key");
             assertEquals(r.answer().strip().equals("40729"), r.correct(), "exact match of '" + r.answer() + "'");
-            PasskeyTask.Result knorm = task.run(p, Policies.knorm(), 0.9);
+            PasskeyTask.Result knorm = task.run(p, CacheRecipe.of(Policies.knorm()), 0.9);
             assertTrue(knorm.keyResident() >= 0 && knorm.keyResident() <= 1);
         }
     }
@@ -136,7 +136,7 @@ class PromptsTest {
         try (LlamaModel model = LlamaModel.load(gguf, 2)) {
             CopyTask task = new CopyTask(new EvalModel(model, tok, DType.F32, n -> { }));
             CopyTask.Prompt p = CopyTask.build(filler(80_000, 400), tok.bos(), 256, 8, 32);
-            CopyTask.Result full = task.run(p, Policies.full(), 0);
+            CopyTask.Result full = task.run(p, CacheRecipe.of(Policies.full()), 0);
             assertEquals(1.0, full.spanResident());
             assertEquals(256 + 31, full.tokens());
             int[] sequence = concat(p.context(), p.span());
@@ -153,7 +153,7 @@ class PromptsTest {
             assertEquals(sum / 31, full.meanNll(), 1e-4, "mean NLL of repeat tokens 1..31");
             assertEquals(hits / 31.0, full.top1(), 1e-9);
             // StreamingLLM at 0.9 keeps 4 sinks and the newest 21 tokens: none of the span.
-            CopyTask.Result streaming = task.run(p, Policies.streamingLlm(), 0.9);
+            CopyTask.Result streaming = task.run(p, CacheRecipe.of(Policies.streamingLlm()), 0.9);
             assertEquals(0.0, streaming.spanResident());
         }
     }
