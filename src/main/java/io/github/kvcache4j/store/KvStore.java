@@ -228,7 +228,8 @@ public final class KvStore implements AutoCloseable {
 
     /** Releases the off-heap memory; idempotent. */
     @Override
-    public void close() {
+    public synchronized void close() {
+        // synchronized: two threads closing at once must not both see the arena alive
         if (arena.scope().isAlive()) {
             arena.close();
         }

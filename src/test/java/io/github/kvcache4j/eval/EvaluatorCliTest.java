@@ -1,5 +1,6 @@
 package io.github.kvcache4j.eval;
 
+import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -107,7 +108,7 @@ class EvaluatorCliTest {
     void rejectsMissingFiles(@TempDir Path dir) {
         assertRejected("--model: file not found: " + dir.resolve("none.gguf").toAbsolutePath(),
                 "--model", dir.resolve("none.gguf").toString());
-        assertRejected("--text: file not found: ", "--model", SharedFiles.data("austen-base-f16.gguf").toString(),
+        assertRejected("--text: file not found: ", "--model", SharedFiles.bundled("austen-base-f16.gguf").toString(),
                 "--text", dir.resolve("none.txt").toString());
     }
 
@@ -115,14 +116,14 @@ class EvaluatorCliTest {
     void rejectsWindowsBeyondTheText(@TempDir Path dir) throws Exception {
         Path text = Files.writeString(dir.resolve("short.txt"), "A short text. ".repeat(200));
         assertRejected("--start/--windows: 4 windows from token 4096 need 12288 tokens",
-                "--model", SharedFiles.data("austen-base-f16.gguf").toString(), "--text", text.toString());
+                "--model", SharedFiles.bundled("austen-base-f16.gguf").toString(), "--text", text.toString());
     }
 
     @Test
     void runsASmallEvaluationAndWritesTableCsvAndPlot(@TempDir Path dir) throws Exception {
         Path text = Files.writeString(dir.resolve("t.txt"),
-                Evaluator.readText(SharedFiles.data("persuasion.txt")).substring(0, 40_000));
-        Run r = run("--model", SharedFiles.data("austen-base-f16.gguf").toString(), "--text", text.toString(),
+                Evaluator.readText(SharedFiles.bundled("persuasion.txt")).substring(0, 40_000));
+        Run r = run("--model", SharedFiles.bundled("austen-base-f16.gguf").toString(), "--text", text.toString(),
                 "--start", "0", "--windows", "1", "--policies", "knorm", "--ratios", "0.5", "--passkey", "0",
                 "--copy", "1", "--out", dir.resolve("out").toString());
         assertEquals(0, r.status(), r.err());

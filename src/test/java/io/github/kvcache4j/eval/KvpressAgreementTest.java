@@ -1,5 +1,6 @@
 package io.github.kvcache4j.eval;
 
+import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -47,10 +48,10 @@ class KvpressAgreementTest {
     @BeforeAll
     void load() throws IOException {
         golden = Json.read(SharedFiles.golden("kvpress-persuasion.json"));
-        gguf = GgufFile.open(SharedFiles.data("austen-base-f16.gguf"));
+        gguf = GgufFile.open(SharedFiles.bundled("austen-base-f16.gguf"));
         model = LlamaModel.load(gguf, 2);
         Tokenizer tok = Tokenizer.fromGguf(gguf);
-        tokens = tok.encode(Evaluator.readText(SharedFiles.data("persuasion.txt")), true);
+        tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
         task = new ContinuationTask(new EvalModel(model, tok, DType.F32, n -> { }));
     }
 

@@ -1,5 +1,6 @@
 package io.github.kvcache4j.eval;
 
+import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -29,9 +30,9 @@ class PromptsTest {
 
     @BeforeAll
     void load() throws IOException {
-        gguf = GgufFile.open(SharedFiles.data("austen-base-f16.gguf"));
+        gguf = GgufFile.open(SharedFiles.bundled("austen-base-f16.gguf"));
         tok = Tokenizer.fromGguf(gguf);
-        tokens = tok.encode(Evaluator.readText(SharedFiles.data("persuasion.txt")), true);
+        tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
     }
 
     @AfterAll

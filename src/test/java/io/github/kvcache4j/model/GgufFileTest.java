@@ -1,5 +1,6 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -42,12 +43,12 @@ class GgufFileTest {
     }
 
     private static byte[] realModel() throws IOException {
-        return Files.readAllBytes(ModelFiles.model("austen-base-f16.gguf"));
+        return Files.readAllBytes(SharedFiles.model("austen-base-f16.gguf"));
     }
 
     @Test
     void readsHeaderMetadataAndTensorDirectoryOfAustenBase() throws IOException {
-        try (GgufFile f = GgufFile.open(ModelFiles.model("austen-base-f16.gguf"))) {
+        try (GgufFile f = GgufFile.open(SharedFiles.model("austen-base-f16.gguf"))) {
             assertEquals(3, f.version());
             assertEquals(32, f.alignment());
             assertEquals(0, f.dataOffset() % 32);
@@ -65,13 +66,13 @@ class GgufFileTest {
             assertEquals(GgmlType.F32, norm.type());
             assertFalse(f.contains("llama.attention.kv_source_layers"));
             long total = f.tensors().stream().mapToLong(GgufTensorInfo::byteSize).sum();
-            assertTrue(f.dataOffset() + total <= Files.size(ModelFiles.model("austen-base-f16.gguf")));
+            assertTrue(f.dataOffset() + total <= Files.size(SharedFiles.model("austen-base-f16.gguf")));
         }
     }
 
     @Test
     void readsLegacyVersion1FileWith32BitSizes() throws IOException {
-        try (GgufFile f = GgufFile.open(ModelFiles.model("stories260K-f32.gguf"))) {
+        try (GgufFile f = GgufFile.open(SharedFiles.model("stories260K-f32.gguf"))) {
             assertEquals(1, f.version());
             assertEquals("llama", f.getString("general.architecture"));
             assertEquals(512, f.getStringArray("tokenizer.ggml.tokens").length);
@@ -83,7 +84,7 @@ class GgufFileTest {
 
     @Test
     void readsKvSourceLayersOfClaModel() throws IOException {
-        try (GgufFile f = GgufFile.open(ModelFiles.model("austen-cla-f16.gguf"))) {
+        try (GgufFile f = GgufFile.open(SharedFiles.model("austen-cla-f16.gguf"))) {
             assertArrayEquals(new int[] {0, 0, 2, 2, 4, 4, 6, 6}, f.getIntArray("llama.attention.kv_source_layers"));
             assertTrue(f.findTensor("blk.0.attn_k.weight").isPresent());
             assertFalse(f.findTensor("blk.1.attn_k.weight").isPresent());
@@ -183,7 +184,7 @@ class GgufFileTest {
     void rejectsFilesTruncatedAnywhereBeforeTheLastTensorEnds() throws IOException {
         byte[] full = realModel();
         long dataOffset;
-        try (GgufFile f = GgufFile.open(ModelFiles.model("austen-base-f16.gguf"))) {
+        try (GgufFile f = GgufFile.open(SharedFiles.model("austen-base-f16.gguf"))) {
             dataOffset = f.dataOffset();
         }
         // Inside the header, the metadata, the tensor directory and the tensor data.

@@ -1,5 +1,6 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -43,7 +44,7 @@ class GgufFuzzTest {
         long slowest = 0;
         for (int m = 0; m < MODELS.length; m++) {
             Path copy = dir.resolve(MODELS[m]);
-            Files.copy(ModelFiles.model(MODELS[m]), copy);
+            Files.copy(SharedFiles.model(MODELS[m]), copy);
             long headerEnd;
             try (GgufFile f = GgufFile.open(copy)) {
                 headerEnd = f.dataOffset();

@@ -1,5 +1,6 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -38,9 +39,9 @@ class LlamaModelTest {
 
     @BeforeAll
     static void open() throws IOException {
-        base = GgufFile.open(ModelFiles.model("austen-base-f16.gguf"));
-        cla = GgufFile.open(ModelFiles.model("austen-cla-f16.gguf"));
-        stories = GgufFile.open(ModelFiles.model("stories260K-f32.gguf"));
+        base = GgufFile.open(SharedFiles.model("austen-base-f16.gguf"));
+        cla = GgufFile.open(SharedFiles.model("austen-cla-f16.gguf"));
+        stories = GgufFile.open(SharedFiles.model("stories260K-f32.gguf"));
     }
 
     @AfterAll
@@ -57,7 +58,7 @@ class LlamaModelTest {
 
     @Test
     void greedyDecodingFromBosReproducesStoriesGoldenSample() throws IOException {
-        Map<String, Object> golden = Json.read(ModelFiles.golden("stories260K.greedy.json"));
+        Map<String, Object> golden = Json.read(SharedFiles.golden("stories260K.greedy.json"));
         int[] expected = Json.ints(golden, "token_ids");
         try (LlamaModel model = LlamaModel.load(stories); KvCache cache = fullCache(model, expected.length)) {
             assertEquals(512, model.config().vocabSize());
@@ -76,7 +77,7 @@ class LlamaModelTest {
     @ParameterizedTest
     @ValueSource(strings = {"austen-base", "austen-cla"})
     void tokenByTokenDecodeMatchesGoldenNllAndLogits(String name) throws IOException {
-        Map<String, Object> golden = Json.read(ModelFiles.golden(name + ".persuasion512.json"));
+        Map<String, Object> golden = Json.read(SharedFiles.golden(name + ".persuasion512.json"));
         int[] ids = Json.ints(golden, "token_ids");
         int vocab;
         float[] logits;
@@ -95,7 +96,7 @@ class LlamaModelTest {
     @ParameterizedTest
     @ValueSource(strings = {"austen-base", "austen-cla"})
     void chunkedPrefillMatchesGoldenNllAndLogits(String name) throws IOException {
-        Map<String, Object> golden = Json.read(ModelFiles.golden(name + ".persuasion512.json"));
+        Map<String, Object> golden = Json.read(SharedFiles.golden(name + ".persuasion512.json"));
         int[] ids = Json.ints(golden, "token_ids");
         try (LlamaModel model = LlamaModel.load(file(name)); KvCache cache = fullCache(model, ids.length)) {
             long t0 = System.nanoTime();
@@ -111,7 +112,7 @@ class LlamaModelTest {
 
     @Test
     void decoderAgreesWithFloat64ReferenceAttention() throws IOException {
-        int[] ids = Json.ints(Json.read(ModelFiles.golden("austen-cla.persuasion512.json")), "token_ids");
+        int[] ids = Json.ints(Json.read(SharedFiles.golden("austen-cla.persuasion512.json")), "token_ids");
         int n = 40;
         try (LlamaModel model = LlamaModel.load(cla); KvCache cache = fullCache(model, n)) {
             float[] viaCache = model.forward(cache, Arrays.copyOf(ids, n), 0, true);
@@ -128,7 +129,7 @@ class LlamaModelTest {
     @Test
     void prefillOf1536TokensOfAustenBaseIsFast() throws IOException {
         Tokenizer tok = Tokenizer.fromGguf(base);
-        int[] ids = Arrays.copyOf(tok.encode(Files.readString(ModelFiles.data("persuasion.txt")).substring(0, 20000), true), 1536);
+        int[] ids = Arrays.copyOf(tok.encode(Files.readString(SharedFiles.data("persuasion.txt")).substring(0, 20000), true), 1536);
         try (LlamaModel model = LlamaModel.load(base)) {
             double best = Double.MAX_VALUE;
             for (int rep = 0; rep < 2; rep++) {
@@ -146,7 +147,7 @@ class LlamaModelTest {
 
     @Test
     void parallelMatmulsGiveTheSameLogits() throws IOException {
-        int[] ids = Json.ints(Json.read(ModelFiles.golden("austen-base.persuasion512.json")), "token_ids");
+        int[] ids = Json.ints(Json.read(SharedFiles.golden("austen-base.persuasion512.json")), "token_ids");
         int n = 64;
         float[] one;
         float[] two;
@@ -182,7 +183,7 @@ class LlamaModelTest {
 
     @Test
     void lossyCrossLayerSharingOnBaseModelRunsAndCostsQuality() throws IOException {
-        int[] ids = Json.ints(Json.read(ModelFiles.golden("austen-base.persuasion512.json")), "token_ids");
+        int[] ids = Json.ints(Json.read(SharedFiles.golden("austen-base.persuasion512.json")), "token_ids");
         int n = 128;
         try (LlamaModel model = LlamaModel.load(base);
              KvCache full = fullCache(model, n);

@@ -1,5 +1,6 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -19,7 +20,7 @@ import org.junit.jupiter.api.Test;
 class TokenizerTest {
 
     private static Tokenizer load(String model) throws IOException {
-        try (GgufFile f = GgufFile.open(ModelFiles.model(model))) {
+        try (GgufFile f = GgufFile.open(SharedFiles.model(model))) {
             return Tokenizer.fromGguf(f);
         }
     }
@@ -27,7 +28,7 @@ class TokenizerTest {
     @Test
     void encodesStoriesExampleAndDecodesGreedySample() throws IOException {
         Tokenizer tok = load("stories260K-f32.gguf");
-        Map<String, Object> golden = Json.read(ModelFiles.golden("stories260K.greedy.json"));
+        Map<String, Object> golden = Json.read(SharedFiles.golden("stories260K.greedy.json"));
         Map<String, Object> example = Json.object(golden, "encode_example");
         assertArrayEquals(Json.ints(example, "token_ids_with_bos"), tok.encode(Json.string(example, "text"), true));
         assertEquals(Json.string(golden, "text"), tok.decode(Json.ints(golden, "token_ids")));
@@ -37,8 +38,8 @@ class TokenizerTest {
     @ValueSource(strings = {"austen-base", "austen-cla"})
     void encodesFirst511TokensOfPersuasionLikeSentencePiece(String model) throws IOException {
         Tokenizer tok = load(model + "-f16.gguf");
-        int[] expected = Json.ints(Json.read(ModelFiles.golden(model + ".persuasion512.json")), "token_ids");
-        String text = Files.readString(ModelFiles.data("persuasion.txt"));
+        int[] expected = Json.ints(Json.read(SharedFiles.golden(model + ".persuasion512.json")), "token_ids");
+        String text = Files.readString(SharedFiles.data("persuasion.txt"));
         // 511 tokens need far fewer than 4000 characters; the prefix must not change them.
         int[] ids = tok.encode(text.substring(0, 4000), true);
         assertArrayEquals(expected, Arrays.copyOf(ids, expected.length));
@@ -49,7 +50,7 @@ class TokenizerTest {
     @Test
     void encodesAndDecodesAllOfPersuasionQuicklyAndLosslessly() throws IOException {
         Tokenizer tok = load("austen-base-f16.gguf");
-        String text = Files.readString(ModelFiles.data("persuasion.txt"));
+        String text = Files.readString(SharedFiles.data("persuasion.txt"));
         tok.encode(text.substring(0, 20000), false);
         long t0 = System.nanoTime();
         int[] ids = tok.encode(text, true);
