@@ -20,7 +20,9 @@ public interface Kernels {
     float dot(float[] a, int aOff, float[] b, int bOff, int n);
 
     /** Returns {@code sqrt(Σ a[off+i]²)} for {@code i < n}. */
-    float l2Norm(float[] a, int off, int n);
+    default float l2Norm(float[] a, int off, int n) {
+        return (float) Math.sqrt(dot(a, off, a, off, n));
+    }
 
     /**
      * Decode attention of the {@code group} query heads of one kv-head over the first {@code n}

@@ -67,10 +67,6 @@ final class PanamaKernels implements Kernels {
         return s;
     }
 
-    @Override
-    public float l2Norm(float[] a, int off, int n) {
-        return (float) Math.sqrt(dot(a, off, a, off, n));
-    }
 
     @Override
     public void attend(MemorySegment keys, MemorySegment values, DType dtype, int n, int headDim,
