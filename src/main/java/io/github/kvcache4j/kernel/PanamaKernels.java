@@ -67,7 +67,6 @@ final class PanamaKernels implements Kernels {
         return s;
     }
 
-
     @Override
     public void attend(MemorySegment keys, MemorySegment values, DType dtype, int n, int headDim,
                        float[] q, int qOff, int group, float scale,

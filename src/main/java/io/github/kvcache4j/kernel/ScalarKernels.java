@@ -33,7 +33,6 @@ final class ScalarKernels implements Kernels {
         return s;
     }
 
-
     @Override
     public void attend(MemorySegment keys, MemorySegment values, DType dtype, int n, int headDim,
                        float[] q, int qOff, int group, float scale,
