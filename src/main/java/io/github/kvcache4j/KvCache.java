@@ -227,7 +227,7 @@ public final class KvCache implements AutoCloseable {
         for (int t = 0; t < tokens; t++) {
             int queryPosition = firstPosition + t;
             for (HeadWork w : work) {
-                w.prepare(layer, queryPosition, queries, out, t * row);
+                w.prepare(layer, queryPosition, queries, out, t * row, report);
             }
             if (fanOut == null) {
                 for (HeadWork w : work) {
@@ -632,6 +632,8 @@ public final class KvCache implements AutoCloseable {
         private float[] out;
         private int offset;
         private int visible;
+        /** Whether the weights are reported to the policy after the kernel ran. */
+        private boolean keepWeights;
         /** Whether the query saw no token (only possible for a layer reading a later layer). */
         private boolean empty;
 
@@ -643,8 +645,9 @@ public final class KvCache implements AutoCloseable {
             this.lessWorkspace = less == null ? null : less.newWorkspace();
         }
 
-        void prepare(int layer, int queryPosition, float[] queries, float[] out, int offset) {
+        void prepare(int layer, int queryPosition, float[] queries, float[] out, int offset, boolean keepWeights) {
             this.layer = layer;
+            this.keepWeights = keepWeights;
             this.queryPosition = queryPosition;
             this.queries = queries;
             this.out = out;
@@ -672,7 +675,7 @@ public final class KvCache implements AutoCloseable {
             }
             kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
                     queries, at, group, scale, mask, queryPosition,
-                    weights, stride, maxAndSum, out, at, workspace);
+                    weights, stride, keepWeights, maxAndSum, out, at, workspace);
             if (less != null && !less.isEmpty(b)) {
                 for (int g = 0; g < group; g++) {
                     int o = at + g * headDim;

@@ -31,6 +31,8 @@ public interface Kernels {
      * {@code out_g = Σ_j w[g][j]·v_j}.
      *
      * <p>Each key and each value is read from memory once for all query heads of the group.
+     * {@code w} is working memory of the call; it holds the weights afterwards only when
+     * {@code keepWeights} is set (an eviction policy wants the attention).
      * Slots whose position is after {@code queryPosition} get weight zero when {@code positions}
      * is not null (causal chunks whose slots are not in position order).
      *
@@ -47,6 +49,7 @@ public interface Kernels {
      * @param queryPosition position of the query; slots after it are masked
      * @param w receives the weights {@code w[g*stride + j]}
      * @param stride row stride of {@code w}, {@code >= roundToTiles(n)}
+     * @param keepWeights whether {@code w} must hold the weights when the call returns
      * @param maxAndSum receives {@code m[g]} at {@code 2g} and {@code l[g]} at {@code 2g+1}
      * @param out receives {@code out_g} at {@code outOff + g*headDim} (overwritten, not added)
      * @param outOff offset of the first output element
@@ -55,7 +58,7 @@ public interface Kernels {
     void attend(MemorySegment keys, MemorySegment values, DType dtype, int n, int headDim,
                 float[] q, int qOff, int group, float scale,
                 int[] positions, int queryPosition,
-                float[] w, int stride, float[] maxAndSum,
+                float[] w, int stride, boolean keepWeights, float[] maxAndSum,
                 float[] out, int outOff, Workspace workspace);
 
     /**
@@ -64,25 +67,29 @@ public interface Kernels {
      */
     final class Workspace {
         final int headDim;
-        final short[] halves;
         final float[] floats;
         final MemorySegment floatSegment;
+        final float[] lanes = new float[64];
 
         /** Creates the working memory for {@code headDim}-element heads. */
         public Workspace(int headDim) {
             this.headDim = headDim;
-            int elements = Math.max(TILE, VALUE_BLOCK) * headDim;
-            this.halves = new short[elements];
-            this.floats = new float[elements];
+            this.floats = new float[Math.max(TILE, VALUE_BLOCK) * headDim];
             this.floatSegment = MemorySegment.ofArray(floats);
         }
     }
 
-    /** Value slots accumulated per pass: 32 rows of 128 floats are 16 KiB, well inside L1. */
-    int VALUE_BLOCK = 32;
+    /**
+     * Value rows accumulated per block: 64 rows of 128 floats are 32 KiB, inside L1, and the
+     * block's 64 weights per head are turned into exponentials just before.
+     */
+    int VALUE_BLOCK = 64;
 
-    /** Slots per key tile. */
-    int TILE = 16;
+    /**
+     * Slots per key tile. A dimension row of a tile is 64 floats (256 bytes), four 512-bit vectors:
+     * one broadcast of a query element feeds four FMAs, and a tile is one forward stream.
+     */
+    int TILE = 64;
 
     /** Returns the element index of dimension {@code dim} of the key in {@code slot}. */
     static long keyIndex(int slot, int dim, int headDim) {

@@ -13,14 +13,21 @@ import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * Vector API kernels. Scores read key tiles ({@value Kernels#TILE} keys per dimension row) and
- * accumulate four query heads at once; values are accumulated into register-resident outputs for
- * four query heads and {@code 4·L} dimensions at a time, over blocks of slots that stay in L1.
- * Half-precision tiles and blocks are widened into a small on-heap workspace first (JDK 25 has no
- * half-float vector type; C2 turns an array loop over {@link Float#float16ToFloat} into the
- * hardware conversion, exact for zero, subnormals, infinities and NaN). Sums and
- * exponentials use fixed sequences of lane-wise operations, so results are bit-identical in every
- * JIT tier and on every thread.
+ * Vector API kernels. Decode attention walks the slots in chunks of {@value #CHUNK}: a score pass
+ * reads the chunk's key tiles as one forward stream (four query heads × {@value Kernels#TILE} keys
+ * per dimension row, so one broadcast of a query element feeds {@code TILE/L} FMAs), then a value
+ * pass turns each block of {@value Kernels#VALUE_BLOCK} scores into exponentials and accumulates
+ * the block's value rows into register-resident outputs, while the block's scores are still in L1.
+ * Between chunks the running maximum is carried over as in an online softmax: when a chunk raises
+ * the maximum, the outputs and sums gathered so far are rescaled once. Each pass is a long
+ * sequential read of one region, which this kind of machine streams much faster than alternating
+ * key and value blocks.
+ *
+ * <p>Half-precision tiles and blocks are widened into a small on-heap workspace first (JDK 25 has
+ * no half-float vector type; C2 compiles the loop over {@link Float#float16ToFloat} to the hardware
+ * conversion, exact for zero, subnormals, infinities and NaN). Sums and exponentials use fixed
+ * sequences of lane-wise operations, so results are bit-identical in every JIT tier and on every
+ * thread.
  */
 final class PanamaKernels implements Kernels {
 
@@ -67,27 +74,128 @@ final class PanamaKernels implements Kernels {
         return s;
     }
 
+    /** Slots per chunk: the chunk's scores for a GQA group of 8 fit in 32 KiB. */
+    static final int CHUNK = 1024;
+
     @Override
     public void attend(MemorySegment keys, MemorySegment values, DType dtype, int n, int headDim,
                        float[] q, int qOff, int group, float scale,
                        int[] positions, int queryPosition,
-                       float[] w, int stride, float[] maxAndSum,
+                       float[] w, int stride, boolean keepWeights, float[] maxAndSum,
                        float[] out, int outOff, Workspace workspace) {
         int kind = kind(dtype);
-        scores(keys, kind, n, headDim, q, qOff, group, scale, w, stride, workspace);
-        if (positions != null) {
-            for (int j = 0; j < n; j++) {
-                if (positions[j] > queryPosition) {
-                    for (int g = 0; g < group; g++) {
-                        w[g * stride + j] = Float.NEGATIVE_INFINITY;
+        int d = headDim;
+        Arrays.fill(out, outOff, outOff + group * d, 0f);
+        for (int g = 0; g < group; g++) {
+            maxAndSum[2 * g] = Float.NEGATIVE_INFINITY;
+            maxAndSum[2 * g + 1] = 0f;
+        }
+        for (int c0 = 0; c0 < n; c0 += CHUNK) {
+            int end = Math.min(n, c0 + CHUNK);
+            for (int t0 = c0; t0 < end; t0 += TILE) {
+                MemorySegment src = keys;
+                long first = (long) t0 * d;
+                if (kind != KIND_F32) {
+                    src = widen(keys, kind, first, TILE * d, workspace);
+                    first = 0;
+                }
+                scoreTile(src, first, d, q, qOff, group, scale, w, t0, stride);
+            }
+            if (positions != null) {
+                for (int j = c0; j < end; j++) {
+                    if (positions[j] > queryPosition) {
+                        for (int g = 0; g < group; g++) {
+                            w[g * stride + j] = Float.NEGATIVE_INFINITY;
+                        }
                     }
                 }
             }
+            for (int g = 0; g < group; g++) {
+                raiseMax(w, g * stride, c0, end, keepWeights, maxAndSum, 2 * g, out, outOff + g * d, d);
+            }
+            for (int j0 = c0; j0 < end; j0 += VALUE_BLOCK) {
+                int rows = Math.min(VALUE_BLOCK, end - j0);
+                for (int g = 0; g < group; g++) {
+                    maxAndSum[2 * g + 1] += exponentials(w, g * stride + j0, rows, maxAndSum[2 * g], workspace.lanes);
+                }
+                MemorySegment src = values;
+                long first = (long) j0 * d;
+                if (kind != KIND_F32) {
+                    src = widen(values, kind, first, rows * d, workspace);
+                    first = 0;
+                }
+                accumulate(src, first, rows, d, group, w, j0, stride, out, outOff);
+            }
         }
-        for (int g = 0; g < group; g++) {
-            softmaxNumerators(w, g * stride, n, maxAndSum, 2 * g);
+    }
+
+    /**
+     * Makes {@code maxAndSum[at]} the maximum of the scores seen so far, including
+     * {@code w[off+c0 .. off+end)}. When it rises, the output, the sum and (if kept) the earlier
+     * weights are rescaled by {@code exp(old − new)}. {@link StrictMath#exp} keeps the factor the
+     * same in every JIT tier; it runs a few times per call, not per slot.
+     */
+    private static void raiseMax(float[] w, int off, int c0, int end, boolean keepWeights, float[] maxAndSum, int at,
+                                 float[] out, int o, int d) {
+        FloatVector vmax = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        int j = c0;
+        for (; j <= end - L; j += L) {
+            vmax = vmax.max(FloatVector.fromArray(F, w, off + j));
         }
-        accumulate(values, kind, n, headDim, group, w, stride, out, outOff, workspace);
+        float chunkMax = vmax.reduceLanes(VectorOperators.MAX);
+        for (; j < end; j++) {
+            chunkMax = Math.max(chunkMax, w[off + j]);
+        }
+        float m = maxAndSum[at];
+        if (chunkMax > m) {
+            if (m != Float.NEGATIVE_INFINITY) {
+                float f = (float) StrictMath.exp(m - chunkMax);
+                scale(out, o, d, f);
+                maxAndSum[at + 1] *= f;
+                if (keepWeights) {
+                    scale(w, off, c0, f);
+                }
+            }
+            maxAndSum[at] = chunkMax;
+        }
+    }
+
+    private static void scale(float[] a, int off, int count, float f) {
+        int i = 0;
+        for (; i <= count - L; i += L) {
+            FloatVector.fromArray(F, a, off + i).mul(f).intoArray(a, off + i);
+        }
+        for (; i < count; i++) {
+            a[off + i] *= f;
+        }
+    }
+
+    /**
+     * Replaces the {@code rows} scores at {@code w[off..]} by {@code exp(s − m)} and returns their
+     * sum. Whole vectors are processed (the row has room up to the next tile); lanes past
+     * {@code rows} are set to zero. With {@code m = −∞} nothing is visible yet and every weight is 0.
+     */
+    private static float exponentials(float[] w, int off, int rows, float m, float[] lanes) {
+        if (m == Float.NEGATIVE_INFINITY) {
+            Arrays.fill(w, off, off + rows, 0f);
+            return 0f;
+        }
+        FloatVector vm = FloatVector.broadcast(F, m);
+        FloatVector acc = FloatVector.zero(F);
+        for (int k = 0; k < rows; k += L) {
+            FloatVector e = expNonPositive(FloatVector.fromArray(F, w, off + k).sub(vm));
+            if (k + L > rows) {
+                e = FloatVector.zero(F).blend(e, F.indexInRange(k, rows));
+            }
+            e.intoArray(w, off + k);
+            acc = acc.add(e);
+        }
+        acc.intoArray(lanes, 0);
+        float sum = 0f;
+        for (int i = 0; i < L; i++) {
+            sum += lanes[i];
+        }
+        return sum;
     }
 
     private static int kind(DType dtype) {
@@ -111,29 +219,21 @@ final class PanamaKernels implements Kernels {
     }
 
     /**
-     * {@code w[g*stride+j] = scale·q_g·k_j} for whole key tiles covering {@code [0, n)}.
-     * Half-precision tiles are first widened into the workspace, so the scoring loops only ever
-     * read floats and stay small enough for the JIT to keep every vector in registers.
+     * {@code w[g*stride + t0 + j] = scale·q_g·k_j} for the {@value Kernels#TILE} keys of the tile at
+     * element {@code first}: four, two or one query heads at a time, {@code 4·L} keys per step.
      */
-    private static void scores(MemorySegment keys, int kind, int n, int d, float[] q, int qOff, int group,
-                               float scale, float[] w, int stride, Workspace ws) {
-        int tiles = (n + TILE - 1) / TILE;
-        for (int t = 0; t < tiles; t++) {
-            long first = (long) t * TILE * d;
-            MemorySegment src = keys;
-            if (kind != KIND_F32) {
-                src = widen(keys, kind, first, TILE * d, ws);
-                first = 0;
+    private static void scoreTile(MemorySegment keys, long first, int d, float[] q, int qOff, int group,
+                                  float scale, float[] w, int t0, int stride) {
+        for (int lane = 0; lane < TILE; lane += 4 * L) {
+            int g = 0;
+            for (; g + 4 <= group; g += 4) {
+                scores4x4(keys, first + lane, d, q, qOff + g * d, scale, w, g * stride + t0 + lane, stride);
             }
-            for (int lane = 0; lane < TILE; lane += L) {
-                int col = t * TILE + lane;
-                int g = 0;
-                for (; g + 4 <= group; g += 4) {
-                    scores4(src, first + lane, d, q, qOff + g * d, scale, w, g * stride + col, stride);
-                }
-                for (; g < group; g++) {
-                    scores1(src, first + lane, d, q, qOff + g * d, scale, w, g * stride + col);
-                }
+            for (; g + 2 <= group; g += 2) {
+                scores2x4(keys, first + lane, d, q, qOff + g * d, scale, w, g * stride + t0 + lane, stride);
+            }
+            for (; g < group; g++) {
+                scores1x4(keys, first + lane, d, q, qOff + g * d, scale, w, g * stride + t0 + lane);
             }
         }
     }
@@ -141,15 +241,13 @@ final class PanamaKernels implements Kernels {
     /**
      * Widens {@code count} stored half-precision elements from element {@code first} into the
      * start of the workspace's floats and returns them as a segment. F16 goes through
-     * {@link Float#float16ToFloat} in a plain array loop, which C2 compiles to the hardware
+     * {@link Float#float16ToFloat} in a plain loop, which C2 compiles to the hardware
      * conversion instruction; BF16 is a lane-wise shift.
      */
     private static MemorySegment widen(MemorySegment src, int kind, long first, int count, Workspace ws) {
         float[] dst = ws.floats;
         if (kind == KIND_F16) {
-            short[] halves = ws.halves;
-            MemorySegment.copy(src, I16_LE, first * 2, halves, 0, count);
-            halvesToFloats(halves, dst, count);
+            halvesToFloats(src, first * 2, dst, count);
         } else {
             int i = 0;
             for (; i <= count - L; i += L) {
@@ -164,10 +262,10 @@ final class PanamaKernels implements Kernels {
         return ws.floatSegment;
     }
 
-    /** Kept apart so that C2 vectorises the loop on its own. */
-    static void halvesToFloats(short[] halves, float[] dst, int count) {
+    /** Kept apart so that C2 compiles the loop on its own, to the hardware conversion. */
+    static void halvesToFloats(MemorySegment src, long byteOffset, float[] dst, int count) {
         for (int i = 0; i < count; i++) {
-            dst[i] = Float.float16ToFloat(halves[i]);
+            dst[i] = Float.float16ToFloat(src.get(I16_LE, byteOffset + 2L * i));
         }
     }
 
@@ -178,11 +276,11 @@ final class PanamaKernels implements Kernels {
             java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
 
     /**
-     * Scores of {@code L} keys for four query heads: one key-row load feeds four FMAs, and even and
-     * odd dimensions use separate accumulators so eight FMA chains are in flight.
+     * Scores of {@code 4L} keys for four query heads: per dimension, four key-row loads and four
+     * broadcasts feed sixteen independent FMA chains.
      */
-    private static void scores4(MemorySegment keys, long base, int d, float[] q, int qo,
-                                float scale, float[] w, int wo, int stride) {
+    private static void scores4x4(MemorySegment keys, long base, int d, float[] q, int qo,
+                                  float scale, float[] w, int wo, int stride) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
@@ -191,46 +289,120 @@ final class PanamaKernels implements Kernels {
         FloatVector b1 = FloatVector.zero(F);
         FloatVector b2 = FloatVector.zero(F);
         FloatVector b3 = FloatVector.zero(F);
-        int i = 0;
-        for (; i + 1 < d; i += 2) {
-            FloatVector k = load(keys, base + (long) i * TILE);
-            FloatVector k2 = load(keys, base + (long) (i + 1) * TILE);
-            a0 = k.fma(FloatVector.broadcast(F, q[qo + i]), a0);
-            a1 = k.fma(FloatVector.broadcast(F, q[qo + d + i]), a1);
-            a2 = k.fma(FloatVector.broadcast(F, q[qo + 2 * d + i]), a2);
-            a3 = k.fma(FloatVector.broadcast(F, q[qo + 3 * d + i]), a3);
-            b0 = k2.fma(FloatVector.broadcast(F, q[qo + i + 1]), b0);
-            b1 = k2.fma(FloatVector.broadcast(F, q[qo + d + i + 1]), b1);
-            b2 = k2.fma(FloatVector.broadcast(F, q[qo + 2 * d + i + 1]), b2);
-            b3 = k2.fma(FloatVector.broadcast(F, q[qo + 3 * d + i + 1]), b3);
+        FloatVector c0 = FloatVector.zero(F);
+        FloatVector c1 = FloatVector.zero(F);
+        FloatVector c2 = FloatVector.zero(F);
+        FloatVector c3 = FloatVector.zero(F);
+        FloatVector e0 = FloatVector.zero(F);
+        FloatVector e1 = FloatVector.zero(F);
+        FloatVector e2 = FloatVector.zero(F);
+        FloatVector e3 = FloatVector.zero(F);
+        for (int i = 0; i < d; i++) {
+            long at = base + (long) i * TILE;
+            FloatVector k0 = load(keys, at);
+            FloatVector k1 = load(keys, at + L);
+            FloatVector k2 = load(keys, at + 2 * L);
+            FloatVector k3 = load(keys, at + 3 * L);
+            FloatVector p = FloatVector.broadcast(F, q[qo + i]);
+            a0 = k0.fma(p, a0);
+            a1 = k1.fma(p, a1);
+            a2 = k2.fma(p, a2);
+            a3 = k3.fma(p, a3);
+            p = FloatVector.broadcast(F, q[qo + d + i]);
+            b0 = k0.fma(p, b0);
+            b1 = k1.fma(p, b1);
+            b2 = k2.fma(p, b2);
+            b3 = k3.fma(p, b3);
+            p = FloatVector.broadcast(F, q[qo + 2 * d + i]);
+            c0 = k0.fma(p, c0);
+            c1 = k1.fma(p, c1);
+            c2 = k2.fma(p, c2);
+            c3 = k3.fma(p, c3);
+            p = FloatVector.broadcast(F, q[qo + 3 * d + i]);
+            e0 = k0.fma(p, e0);
+            e1 = k1.fma(p, e1);
+            e2 = k2.fma(p, e2);
+            e3 = k3.fma(p, e3);
         }
-        if (i < d) {
-            FloatVector k = load(keys, base + (long) i * TILE);
-            a0 = k.fma(FloatVector.broadcast(F, q[qo + i]), a0);
-            a1 = k.fma(FloatVector.broadcast(F, q[qo + d + i]), a1);
-            a2 = k.fma(FloatVector.broadcast(F, q[qo + 2 * d + i]), a2);
-            a3 = k.fma(FloatVector.broadcast(F, q[qo + 3 * d + i]), a3);
-        }
-        a0.add(b0).mul(scale).intoArray(w, wo);
-        a1.add(b1).mul(scale).intoArray(w, wo + stride);
-        a2.add(b2).mul(scale).intoArray(w, wo + 2 * stride);
-        a3.add(b3).mul(scale).intoArray(w, wo + 3 * stride);
+        a0.mul(scale).intoArray(w, wo);
+        a1.mul(scale).intoArray(w, wo + L);
+        a2.mul(scale).intoArray(w, wo + 2 * L);
+        a3.mul(scale).intoArray(w, wo + 3 * L);
+        wo += stride;
+        b0.mul(scale).intoArray(w, wo);
+        b1.mul(scale).intoArray(w, wo + L);
+        b2.mul(scale).intoArray(w, wo + 2 * L);
+        b3.mul(scale).intoArray(w, wo + 3 * L);
+        wo += stride;
+        c0.mul(scale).intoArray(w, wo);
+        c1.mul(scale).intoArray(w, wo + L);
+        c2.mul(scale).intoArray(w, wo + 2 * L);
+        c3.mul(scale).intoArray(w, wo + 3 * L);
+        wo += stride;
+        e0.mul(scale).intoArray(w, wo);
+        e1.mul(scale).intoArray(w, wo + L);
+        e2.mul(scale).intoArray(w, wo + 2 * L);
+        e3.mul(scale).intoArray(w, wo + 3 * L);
     }
 
-    /** Scores of {@code L} keys for one query head, with two independent accumulators. */
-    private static void scores1(MemorySegment keys, long base, int d, float[] q, int qo,
-                                float scale, float[] w, int wo) {
+    /** Scores of {@code 4L} keys for two query heads (eight FMA chains). */
+    private static void scores2x4(MemorySegment keys, long base, int d, float[] q, int qo,
+                                  float scale, float[] w, int wo, int stride) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
-        int i = 0;
-        for (; i + 1 < d; i += 2) {
-            a0 = load(keys, base + (long) i * TILE).fma(FloatVector.broadcast(F, q[qo + i]), a0);
-            a1 = load(keys, base + (long) (i + 1) * TILE).fma(FloatVector.broadcast(F, q[qo + i + 1]), a1);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        FloatVector b0 = FloatVector.zero(F);
+        FloatVector b1 = FloatVector.zero(F);
+        FloatVector b2 = FloatVector.zero(F);
+        FloatVector b3 = FloatVector.zero(F);
+        for (int i = 0; i < d; i++) {
+            long at = base + (long) i * TILE;
+            FloatVector k0 = load(keys, at);
+            FloatVector k1 = load(keys, at + L);
+            FloatVector k2 = load(keys, at + 2 * L);
+            FloatVector k3 = load(keys, at + 3 * L);
+            FloatVector p = FloatVector.broadcast(F, q[qo + i]);
+            a0 = k0.fma(p, a0);
+            a1 = k1.fma(p, a1);
+            a2 = k2.fma(p, a2);
+            a3 = k3.fma(p, a3);
+            p = FloatVector.broadcast(F, q[qo + d + i]);
+            b0 = k0.fma(p, b0);
+            b1 = k1.fma(p, b1);
+            b2 = k2.fma(p, b2);
+            b3 = k3.fma(p, b3);
         }
-        if (i < d) {
-            a0 = load(keys, base + (long) i * TILE).fma(FloatVector.broadcast(F, q[qo + i]), a0);
+        a0.mul(scale).intoArray(w, wo);
+        a1.mul(scale).intoArray(w, wo + L);
+        a2.mul(scale).intoArray(w, wo + 2 * L);
+        a3.mul(scale).intoArray(w, wo + 3 * L);
+        wo += stride;
+        b0.mul(scale).intoArray(w, wo);
+        b1.mul(scale).intoArray(w, wo + L);
+        b2.mul(scale).intoArray(w, wo + 2 * L);
+        b3.mul(scale).intoArray(w, wo + 3 * L);
+    }
+
+    /** Scores of {@code 4L} keys for one query head (four FMA chains). */
+    private static void scores1x4(MemorySegment keys, long base, int d, float[] q, int qo,
+                                  float scale, float[] w, int wo) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = FloatVector.zero(F);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        for (int i = 0; i < d; i++) {
+            long at = base + (long) i * TILE;
+            FloatVector p = FloatVector.broadcast(F, q[qo + i]);
+            a0 = load(keys, at).fma(p, a0);
+            a1 = load(keys, at + L).fma(p, a1);
+            a2 = load(keys, at + 2 * L).fma(p, a2);
+            a3 = load(keys, at + 3 * L).fma(p, a3);
         }
-        a0.add(a1).mul(scale).intoArray(w, wo);
+        a0.mul(scale).intoArray(w, wo);
+        a1.mul(scale).intoArray(w, wo + L);
+        a2.mul(scale).intoArray(w, wo + 2 * L);
+        a3.mul(scale).intoArray(w, wo + 3 * L);
     }
 
     /** Loads {@code L} floats starting at element {@code index}. */
@@ -263,89 +435,46 @@ final class PanamaKernels implements Kernels {
         return p.mul(pow2.reinterpretAsFloats()).blend(0f, underflow.cast(F));
     }
 
-    /** Max-subtracted exponentials of one row in place; records the max and the sum. */
-    private static void softmaxNumerators(float[] w, int off, int n, float[] maxAndSum, int at) {
-        FloatVector vmax = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
-        int j = 0;
-        for (; j <= n - L; j += L) {
-            vmax = vmax.max(FloatVector.fromArray(F, w, off + j));
-        }
-        float m = vmax.reduceLanes(VectorOperators.MAX);
-        for (; j < n; j++) {
-            m = Math.max(m, w[off + j]);
-        }
-        FloatVector vm = FloatVector.broadcast(F, m);
-        FloatVector sum0 = FloatVector.zero(F);
-        j = 0;
-        for (; j <= n - L; j += L) {
-            FloatVector e = expNonPositive(FloatVector.fromArray(F, w, off + j).sub(vm));
-            e.intoArray(w, off + j);
-            sum0 = sum0.add(e);
-        }
-        float l = sum(sum0);
-        for (; j < n; j++) {
-            float e = (float) Math.exp(w[off + j] - m);
-            w[off + j] = e;
-            l += e;
-        }
-        maxAndSum[at] = m;
-        maxAndSum[at + 1] = l;
-    }
-
     /**
-     * {@code out_g = Σ_j w[g][j]·v_j} over blocks of {@link Kernels#VALUE_BLOCK} slots, each read from
-     * memory once (half-precision blocks are widened into the workspace first).
+     * {@code out_g += Σ_r w[g][j0+r]·v_r} over the {@code rows} value rows at element {@code first}
+     * (one block, read from memory once; half-precision blocks were widened by the caller).
      */
-    private static void accumulate(MemorySegment values, int kind, int n, int d, int group,
-                                   float[] w, int stride, float[] out, int outOff, Workspace ws) {
-        Arrays.fill(out, outOff, outOff + group * d, 0f);
-        for (int j0 = 0; j0 < n; j0 += VALUE_BLOCK) {
-            int rows = Math.min(VALUE_BLOCK, n - j0);
-            MemorySegment src = values;
-            long first = (long) j0 * d;
-            if (kind != KIND_F32) {
-                src = widen(values, kind, first, rows * d, ws);
-                first = 0;
+    private static void accumulate(MemorySegment src, long first, int rows, int d, int group,
+                                   float[] w, int j0, int stride, float[] out, int outOff) {
+        int i = 0;
+        for (; i + 8 * L <= d; i += 8 * L) {
+            int g = 0;
+            for (; g + 2 <= group; g += 2) {
+                accumulate2x8(src, first + i, rows, d, w, g * stride + j0, stride, out, outOff + g * d + i);
             }
-            int i = 0;
-            for (; i + 8 * L <= d; i += 8 * L) {
-                int g = 0;
-                for (; g + 2 <= group; g += 2) {
-                    accumulate2x8(src, first + i, rows, d, w, g * stride + j0, stride, out, outOff + g * d + i);
-                }
-                for (; g < group; g++) {
-                    accumulate1x4(src, first + i, rows, d, w, g * stride + j0, out, outOff + g * d + i);
-                    accumulate1x4(src, first + i + 4 * L, rows, d, w, g * stride + j0, out, outOff + g * d + i + 4 * L);
-                }
-            }
-            for (; i + 4 * L <= d; i += 4 * L) {
-                int g = 0;
-                for (; g + 4 <= group; g += 4) {
-                    accumulate4x4(src, first + i, rows, d, w, g * stride + j0, stride, out, outOff + g * d + i);
-                }
-                for (; g < group; g++) {
-                    accumulate1x4(src, first + i, rows, d, w, g * stride + j0, out, outOff + g * d + i);
-                }
-            }
-            for (; i + L <= d; i += L) {
-                for (int g = 0; g < group; g++) {
-                    accumulate1x1(src, first + i, rows, d, w, g * stride + j0, out, outOff + g * d + i);
-                }
-            }
-            for (; i < d; i++) {
-                for (int g = 0; g < group; g++) {
-                    float acc = out[outOff + g * d + i];
-                    for (int r = 0; r < rows; r++) {
-                        acc += w[g * stride + j0 + r] * src.get(F32_LE, (first + (long) r * d + i) * 4);
-                    }
-                    out[outOff + g * d + i] = acc;
-                }
+            for (; g < group; g++) {
+                accumulate1x4(src, first + i, rows, d, w, g * stride + j0, out, outOff + g * d + i);
+                accumulate1x4(src, first + i + 4 * L, rows, d, w, g * stride + j0, out, outOff + g * d + i + 4 * L);
             }
         }
-    }
-
-    private static DType dtypeOf(int kind) {
-        return kind == KIND_F32 ? DType.F32 : kind == KIND_F16 ? DType.F16 : DType.BF16;
+        for (; i + 4 * L <= d; i += 4 * L) {
+            int g = 0;
+            for (; g + 4 <= group; g += 4) {
+                accumulate4x4(src, first + i, rows, d, w, g * stride + j0, stride, out, outOff + g * d + i);
+            }
+            for (; g < group; g++) {
+                accumulate1x4(src, first + i, rows, d, w, g * stride + j0, out, outOff + g * d + i);
+            }
+        }
+        for (; i + L <= d; i += L) {
+            for (int g = 0; g < group; g++) {
+                accumulate1x1(src, first + i, rows, d, w, g * stride + j0, out, outOff + g * d + i);
+            }
+        }
+        for (; i < d; i++) {
+            for (int g = 0; g < group; g++) {
+                float acc = out[outOff + g * d + i];
+                for (int r = 0; r < rows; r++) {
+                    acc += w[g * stride + j0 + r] * src.get(F32_LE, (first + (long) r * d + i) * 4);
+                }
+                out[outOff + g * d + i] = acc;
+            }
+        }
     }
 
     /** Four query heads × {@code 4L} dimensions kept in sixteen registers over a block of slots. */

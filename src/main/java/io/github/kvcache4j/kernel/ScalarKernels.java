@@ -37,7 +37,7 @@ final class ScalarKernels implements Kernels {
     public void attend(MemorySegment keys, MemorySegment values, DType dtype, int n, int headDim,
                        float[] q, int qOff, int group, float scale,
                        int[] positions, int queryPosition,
-                       float[] w, int stride, float[] maxAndSum,
+                       float[] w, int stride, boolean keepWeights, float[] maxAndSum,
                        float[] out, int outOff, Workspace workspace) {
         for (int j = 0; j < n; j++) {
             boolean masked = positions != null && positions[j] > queryPosition;

@@ -26,7 +26,7 @@ class KernelsTest {
         for (DType t : DType.values()) {
             for (int d : new int[] {64, 80, 128}) {
                 for (int group : new int[] {1, 2, 4, 8}) {
-                    for (int n : new int[] {1, 7, 33, 257}) {
+                    for (int n : new int[] {1, 7, 33, 257, 2100}) {
                         b.add(Arguments.of(t, d, group, n));
                     }
                 }
@@ -85,6 +85,89 @@ class KernelsTest {
                 assertEquals(a[i], b[i], 1e-5 * (1 + Math.abs(a[i])), "scalar and vector differ at " + i + ", seed " + seed);
             }
         }
+    }
+
+    /**
+     * Three chunks whose scores rise from chunk to chunk, so the running maximum is raised twice
+     * and the outputs, sums and kept weights gathered before are rescaled; a third of the slots
+     * are masked. The kept weights, normalised, must be the float64 softmax.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("dtypes")
+    void weightsAcrossChunksMatchFloat64(DType dtype) {
+        long seed = Seeds.fresh("weightsAcrossChunksMatchFloat64 " + dtype);
+        SplittableRandom r = new SplittableRandom(seed);
+        int n = 2 * PanamaKernels.CHUNK + 300;
+        int d = 64;
+        int group = 4;
+        float[] keys = Seeds.uniform(r, n * d, 1.0);
+        float[] values = Seeds.uniform(r, n * d, 1.0);
+        float[] q = Seeds.uniform(r, group * d, 1.0);
+        for (int j = 0; j < n; j++) {
+            keys[j * d] = 4f * j / PanamaKernels.CHUNK; // later chunks score higher for q[0] > 0
+        }
+        for (int g = 0; g < group; g++) {
+            q[g * d] = 2f + g;
+        }
+        int[] positions = new int[n];
+        boolean[] visible = new boolean[n];
+        for (int j = 0; j < n; j++) {
+            positions[j] = r.nextInt(3) == 0 ? n + j : j;
+            visible[j] = positions[j] <= n;
+        }
+        double scale = 1 / Math.sqrt(d);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment k = storeKeys(arena, keys, n, d, dtype);
+            MemorySegment v = storeValues(arena, values, n, d, dtype);
+            float[] stored = new float[n * d];
+            for (int j = 0; j < n; j++) {
+                Codec.decode(k, dtype, Kernels.keyIndex(j, 0, d), Kernels.TILE, stored, j * d, d);
+            }
+            float[] storedValues = new float[n * d];
+            Codec.decode(v, dtype, 0, storedValues, 0, n * d);
+            for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
+                int stride = Kernels.roundToTiles(n);
+                float[] w = new float[group * stride];
+                float[] ms = new float[2 * group];
+                float[] out = new float[group * d];
+                kernels.attend(k, v, dtype, n, d, q, 0, group, (float) scale, positions, n, w, stride, true, ms, out, 0,
+                        new Kernels.Workspace(d));
+                for (int g = 0; g < group; g++) {
+                    double[] s = new double[n];
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int j = 0; j < n; j++) {
+                        double dot = 0;
+                        for (int i = 0; i < d; i++) {
+                            dot += (double) q[g * d + i] * stored[j * d + i];
+                        }
+                        s[j] = visible[j] ? dot * scale : Double.NEGATIVE_INFINITY;
+                        max = Math.max(max, s[j]);
+                    }
+                    double sum = 0;
+                    for (int j = 0; j < n; j++) {
+                        sum += Math.exp(s[j] - max);
+                    }
+                    assertEquals(max, ms[2 * g], 1e-5 * Math.abs(max), kernels.name() + " max of head " + g + ", seed " + seed);
+                    assertEquals(sum, ms[2 * g + 1], 1e-5 * sum, kernels.name() + " sum of head " + g + ", seed " + seed);
+                    for (int j = 0; j < n; j++) {
+                        double expected = Math.exp(s[j] - max) / sum;
+                        assertEquals(expected, w[g * stride + j] / ms[2 * g + 1], 1e-6 + 1e-5 * expected,
+                                kernels.name() + " weight " + j + " of head " + g + ", seed " + seed);
+                    }
+                    double[] ref = Reference.attention(q, g * d, stored, storedValues, n, d, scale, visible);
+                    float[] normalised = new float[d];
+                    for (int i = 0; i < d; i++) {
+                        normalised[i] = out[g * d + i] / ms[2 * g + 1];
+                    }
+                    double err = Reference.relativeError(normalised, 0, ref);
+                    assertTrue(err <= 1e-5, kernels.name() + " head " + g + " relative error " + err + ", seed " + seed);
+                }
+            }
+        }
+    }
+
+    static Stream<DType> dtypes() {
+        return Stream.of(DType.values());
     }
 
     @Test
@@ -240,7 +323,7 @@ class KernelsTest {
         float[] w = new float[group * stride];
         float[] ms = new float[2 * group];
         float[] out = new float[group * d];
-        kernels.attend(k, v, dtype, n, d, q, 0, group, scale, positions, queryPosition, w, stride, ms, out, 0,
+        kernels.attend(k, v, dtype, n, d, q, 0, group, scale, positions, queryPosition, w, stride, true, ms, out, 0,
                 new Kernels.Workspace(d));
         for (int g = 0; g < group; g++) {
             for (int i = 0; i < d; i++) {
