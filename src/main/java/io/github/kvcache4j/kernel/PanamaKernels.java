@@ -85,6 +85,7 @@ final class PanamaKernels implements Kernels {
                        float[] out, int outOff, Workspace workspace) {
         int kind = kind(dtype);
         int d = headDim;
+        boolean f16InRegisters = kind == KIND_F16 && 4 * L == TILE && group % 4 == 0 && d % (4 * L) == 0;
         Arrays.fill(out, outOff, outOff + group * d, 0f);
         for (int g = 0; g < group; g++) {
             maxAndSum[2 * g] = Float.NEGATIVE_INFINITY;
@@ -95,6 +96,12 @@ final class PanamaKernels implements Kernels {
             for (int t0 = c0; t0 < end; t0 += TILE) {
                 MemorySegment src = keys;
                 long first = (long) t0 * d;
+                if (f16InRegisters) {
+                    for (int g = 0; g < group; g += 4) {
+                        scores4x4F16(keys, first, d, q, qOff + g * d, scale, w, g * stride + t0, stride);
+                    }
+                    continue;
+                }
                 if (kind != KIND_F32) {
                     src = widen(keys, kind, first, TILE * d, workspace);
                     first = 0;
@@ -120,6 +127,14 @@ final class PanamaKernels implements Kernels {
                 }
                 MemorySegment src = values;
                 long first = (long) j0 * d;
+                if (f16InRegisters) {
+                    for (int i = 0; i < d; i += 4 * L) {
+                        for (int g = 0; g < group; g += 4) {
+                            accumulate4x4F16(values, first + i, rows, d, w, g * stride + j0, stride, out, outOff + g * d + i);
+                        }
+                    }
+                    continue;
+                }
                 if (kind != KIND_F32) {
                     src = widen(values, kind, first, rows * d, workspace);
                     first = 0;
@@ -403,6 +418,168 @@ final class PanamaKernels implements Kernels {
         a1.mul(scale).intoArray(w, wo + L);
         a2.mul(scale).intoArray(w, wo + 2 * L);
         a3.mul(scale).intoArray(w, wo + 3 * L);
+    }
+
+    /**
+     * Loads {@code L} stored F16 elements as floats, widened in registers: sign-extended to ints,
+     * shifted so that sign, exponent and mantissa land in float position, then multiplied by 2^112
+     * to rebias the exponent. Exact for zero, subnormals and normal numbers; stored F16 elements are
+     * always finite (the cache rejects values beyond ±65504), so exponent 31 needs no case. Both
+     * helpers stay under C2's always-inline size: a vector returned from a call that is not
+     * inlined is boxed, which would allocate on every decode step.
+     */
+    private static FloatVector loadF16(MemorySegment seg, long index) {
+        return f16Bits(shortsToInts(seg, index));
+    }
+
+    private static IntVector shortsToInts(MemorySegment seg, long index) {
+        return (IntVector) ShortVector.fromMemorySegment(S, seg, index * 2, LE).convertShape(VectorOperators.S2I, I, 0);
+    }
+
+    private static FloatVector f16Bits(IntVector x) {
+        return x.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(0x1p112f);
+    }
+
+    /** {@link #loadF16} of one vector into {@code dst} (for tests). */
+    static void loadF16ForTest(MemorySegment seg, long index, float[] dst) {
+        loadF16(seg, index).intoArray(dst, 0);
+    }
+
+    /** Elements per vector (for tests). */
+    static int lanes() {
+        return L;
+    }
+
+    /** {@link #scores4x4} over stored F16 keys, widened in registers. */
+    private static void scores4x4F16(MemorySegment keys, long base, int d, float[] q, int qo,
+                                  float scale, float[] w, int wo, int stride) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = FloatVector.zero(F);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        FloatVector b0 = FloatVector.zero(F);
+        FloatVector b1 = FloatVector.zero(F);
+        FloatVector b2 = FloatVector.zero(F);
+        FloatVector b3 = FloatVector.zero(F);
+        FloatVector c0 = FloatVector.zero(F);
+        FloatVector c1 = FloatVector.zero(F);
+        FloatVector c2 = FloatVector.zero(F);
+        FloatVector c3 = FloatVector.zero(F);
+        FloatVector e0 = FloatVector.zero(F);
+        FloatVector e1 = FloatVector.zero(F);
+        FloatVector e2 = FloatVector.zero(F);
+        FloatVector e3 = FloatVector.zero(F);
+        for (int i = 0; i < d; i++) {
+            long at = base + (long) i * TILE;
+            FloatVector k0 = loadF16(keys, at);
+            FloatVector k1 = loadF16(keys, at + L);
+            FloatVector k2 = loadF16(keys, at + 2 * L);
+            FloatVector k3 = loadF16(keys, at + 3 * L);
+            FloatVector p = FloatVector.broadcast(F, q[qo + i]);
+            a0 = k0.fma(p, a0);
+            a1 = k1.fma(p, a1);
+            a2 = k2.fma(p, a2);
+            a3 = k3.fma(p, a3);
+            p = FloatVector.broadcast(F, q[qo + d + i]);
+            b0 = k0.fma(p, b0);
+            b1 = k1.fma(p, b1);
+            b2 = k2.fma(p, b2);
+            b3 = k3.fma(p, b3);
+            p = FloatVector.broadcast(F, q[qo + 2 * d + i]);
+            c0 = k0.fma(p, c0);
+            c1 = k1.fma(p, c1);
+            c2 = k2.fma(p, c2);
+            c3 = k3.fma(p, c3);
+            p = FloatVector.broadcast(F, q[qo + 3 * d + i]);
+            e0 = k0.fma(p, e0);
+            e1 = k1.fma(p, e1);
+            e2 = k2.fma(p, e2);
+            e3 = k3.fma(p, e3);
+        }
+        a0.mul(scale).intoArray(w, wo);
+        a1.mul(scale).intoArray(w, wo + L);
+        a2.mul(scale).intoArray(w, wo + 2 * L);
+        a3.mul(scale).intoArray(w, wo + 3 * L);
+        wo += stride;
+        b0.mul(scale).intoArray(w, wo);
+        b1.mul(scale).intoArray(w, wo + L);
+        b2.mul(scale).intoArray(w, wo + 2 * L);
+        b3.mul(scale).intoArray(w, wo + 3 * L);
+        wo += stride;
+        c0.mul(scale).intoArray(w, wo);
+        c1.mul(scale).intoArray(w, wo + L);
+        c2.mul(scale).intoArray(w, wo + 2 * L);
+        c3.mul(scale).intoArray(w, wo + 3 * L);
+        wo += stride;
+        e0.mul(scale).intoArray(w, wo);
+        e1.mul(scale).intoArray(w, wo + L);
+        e2.mul(scale).intoArray(w, wo + 2 * L);
+        e3.mul(scale).intoArray(w, wo + 3 * L);
+    }
+
+
+    /** {@link #accumulate4x4} over stored F16 values, widened in registers. */
+    private static void accumulate4x4F16(MemorySegment values, long first, int rows, int d,
+                                      float[] w, int wo, int stride, float[] out, int o) {
+        FloatVector c00 = FloatVector.fromArray(F, out, o);
+        FloatVector c01 = FloatVector.fromArray(F, out, o + L);
+        FloatVector c02 = FloatVector.fromArray(F, out, o + 2 * L);
+        FloatVector c03 = FloatVector.fromArray(F, out, o + 3 * L);
+        FloatVector c10 = FloatVector.fromArray(F, out, o + d);
+        FloatVector c11 = FloatVector.fromArray(F, out, o + d + L);
+        FloatVector c12 = FloatVector.fromArray(F, out, o + d + 2 * L);
+        FloatVector c13 = FloatVector.fromArray(F, out, o + d + 3 * L);
+        FloatVector c20 = FloatVector.fromArray(F, out, o + 2 * d);
+        FloatVector c21 = FloatVector.fromArray(F, out, o + 2 * d + L);
+        FloatVector c22 = FloatVector.fromArray(F, out, o + 2 * d + 2 * L);
+        FloatVector c23 = FloatVector.fromArray(F, out, o + 2 * d + 3 * L);
+        FloatVector c30 = FloatVector.fromArray(F, out, o + 3 * d);
+        FloatVector c31 = FloatVector.fromArray(F, out, o + 3 * d + L);
+        FloatVector c32 = FloatVector.fromArray(F, out, o + 3 * d + 2 * L);
+        FloatVector c33 = FloatVector.fromArray(F, out, o + 3 * d + 3 * L);
+        for (int r = 0; r < rows; r++) {
+            long row = first + (long) r * d;
+            FloatVector v0 = loadF16(values, row);
+            FloatVector v1 = loadF16(values, row + L);
+            FloatVector v2 = loadF16(values, row + 2 * L);
+            FloatVector v3 = loadF16(values, row + 3 * L);
+            FloatVector p = FloatVector.broadcast(F, w[wo + r]);
+            c00 = v0.fma(p, c00);
+            c01 = v1.fma(p, c01);
+            c02 = v2.fma(p, c02);
+            c03 = v3.fma(p, c03);
+            p = FloatVector.broadcast(F, w[wo + stride + r]);
+            c10 = v0.fma(p, c10);
+            c11 = v1.fma(p, c11);
+            c12 = v2.fma(p, c12);
+            c13 = v3.fma(p, c13);
+            p = FloatVector.broadcast(F, w[wo + 2 * stride + r]);
+            c20 = v0.fma(p, c20);
+            c21 = v1.fma(p, c21);
+            c22 = v2.fma(p, c22);
+            c23 = v3.fma(p, c23);
+            p = FloatVector.broadcast(F, w[wo + 3 * stride + r]);
+            c30 = v0.fma(p, c30);
+            c31 = v1.fma(p, c31);
+            c32 = v2.fma(p, c32);
+            c33 = v3.fma(p, c33);
+        }
+        c00.intoArray(out, o);
+        c01.intoArray(out, o + L);
+        c02.intoArray(out, o + 2 * L);
+        c03.intoArray(out, o + 3 * L);
+        c10.intoArray(out, o + d);
+        c11.intoArray(out, o + d + L);
+        c12.intoArray(out, o + d + 2 * L);
+        c13.intoArray(out, o + d + 3 * L);
+        c20.intoArray(out, o + 2 * d);
+        c21.intoArray(out, o + 2 * d + L);
+        c22.intoArray(out, o + 2 * d + 2 * L);
+        c23.intoArray(out, o + 2 * d + 3 * L);
+        c30.intoArray(out, o + 3 * d);
+        c31.intoArray(out, o + 3 * d + L);
+        c32.intoArray(out, o + 3 * d + 2 * L);
+        c33.intoArray(out, o + 3 * d + 3 * L);
     }
 
     /** Loads {@code L} floats starting at element {@code index}. */

@@ -226,6 +226,36 @@ class KernelsTest {
         }
     }
 
+    /**
+     * The F16 attention kernels widen in registers. Every finite F16 bit pattern (the cache stores
+     * no others) must come out exactly as {@link Float#float16ToFloat} gives it.
+     */
+    @Test
+    void inRegisterF16WideningIsExactForEveryFinitePattern() {
+        int lanes = PanamaKernels.lanes();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment seg = arena.allocate(1 << 17);
+            for (int i = 0; i < 1 << 16; i++) {
+                seg.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, i, (short) i);
+            }
+            float[] wide = new float[lanes];
+            int checked = 0;
+            for (int i = 0; i < 1 << 16; i += lanes) {
+                PanamaKernels.loadF16ForTest(seg, i, wide);
+                for (int k = 0; k < lanes; k++) {
+                    short bits = (short) (i + k);
+                    if (((bits >> 10) & 0x1f) == 0x1f) {
+                        continue; // infinities and NaN are never stored
+                    }
+                    assertEquals(Float.floatToIntBits(Float.float16ToFloat(bits)), Float.floatToIntBits(wide[k]),
+                            "F16 bits " + Integer.toHexString(i + k));
+                    checked++;
+                }
+            }
+            assertEquals(65536 - 2048, checked);
+        }
+    }
+
     @Test
     void vectorExpIsWithinTwoUlpOfMathExp() {
         long seed = Seeds.fresh("vectorExpIsWithinTwoUlpOfMathExp");
