@@ -20,21 +20,30 @@ import jdk.incubator.vector.VectorSpecies;
  * the block's value rows into register-resident outputs, while the block's scores are still in L1.
  * Between chunks the running maximum is carried over as in an online softmax: when a chunk raises
  * the maximum, the outputs and sums gathered so far are rescaled once. Each pass is a long
- * sequential read of one region, which this kind of machine streams much faster than alternating
- * key and value blocks.
+ * sequential read of one region; alternating small key and value blocks measured slower.
  *
- * <p>Half-precision tiles and blocks are widened into a small on-heap workspace first (JDK 25 has
- * no half-float vector type; C2 compiles the loop over {@link Float#float16ToFloat} to the hardware
- * conversion, exact for zero, subnormals, infinities and NaN). Sums and exponentials use fixed
- * sequences of lane-wise operations, so results are bit-identical in every JIT tier and on every
- * thread.
+ * <p>F16 and BF16 keys and values of GQA groups of four (or eight) with head dimensions in
+ * multiples of {@code 4L} are widened in registers as they are loaded ({@link #loadHalf}); other
+ * half-precision shapes are widened into a small on-heap workspace first (JDK 25 has no half-float
+ * vector type; C2 compiles the loop over {@link Float#float16ToFloat} to the hardware conversion).
+ * The half-precision kernels repeat the F32 ones with a different load on purpose: one kernel that
+ * chose its load per dtype at run time grew past C2's inlining budget once it had seen several
+ * dtypes, and a vector returned from a call that is not inlined is boxed on every step. Sums and exponentials
+ * use fixed sequences of lane-wise operations, so results are bit-identical in every JIT tier and
+ * on every thread.
  */
 final class PanamaKernels implements Kernels {
 
     static final PanamaKernels INSTANCE = new PanamaKernels();
 
-    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
-    private static final VectorSpecies<Integer> I = IntVector.SPECIES_PREFERRED;
+    /**
+     * The preferred float species, capped at 512 bits so that four vectors never exceed a key tile
+     * row ({@value Kernels#TILE} floats): {@code TILE % (4·L) == 0} for 128, 256 and 512 bits.
+     */
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED.vectorBitSize() > 512
+            ? FloatVector.SPECIES_512 : FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Integer> I =
+            VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
     private static final VectorSpecies<Short> S =
             VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     private static final int L = F.length();
@@ -85,7 +94,8 @@ final class PanamaKernels implements Kernels {
                        float[] out, int outOff, Workspace workspace) {
         int kind = kind(dtype);
         int d = headDim;
-        boolean f16InRegisters = kind == KIND_F16 && 4 * L == TILE && group % 4 == 0 && d % (4 * L) == 0;
+        boolean halfInRegisters = kind != KIND_F32 && 4 * L == TILE && group % 4 == 0 && d % (4 * L) == 0;
+        boolean bf16 = kind == KIND_BF16;
         Arrays.fill(out, outOff, outOff + group * d, 0f);
         for (int g = 0; g < group; g++) {
             maxAndSum[2 * g] = Float.NEGATIVE_INFINITY;
@@ -96,9 +106,9 @@ final class PanamaKernels implements Kernels {
             for (int t0 = c0; t0 < end; t0 += TILE) {
                 MemorySegment src = keys;
                 long first = (long) t0 * d;
-                if (f16InRegisters) {
+                if (halfInRegisters) {
                     for (int g = 0; g < group; g += 4) {
-                        scores4x4F16(keys, first, d, q, qOff + g * d, scale, w, g * stride + t0, stride);
+                        scores4x4Half(keys, bf16, first, d, q, qOff + g * d, scale, w, g * stride + t0, stride);
                     }
                     continue;
                 }
@@ -127,10 +137,10 @@ final class PanamaKernels implements Kernels {
                 }
                 MemorySegment src = values;
                 long first = (long) j0 * d;
-                if (f16InRegisters) {
+                if (halfInRegisters) {
                     for (int i = 0; i < d; i += 4 * L) {
                         for (int g = 0; g < group; g += 4) {
-                            accumulate4x4F16(values, first + i, rows, d, w, g * stride + j0, stride, out, outOff + g * d + i);
+                            accumulate4x4Half(values, bf16, first + i, rows, d, w, g * stride + j0, stride, out, outOff + g * d + i);
                         }
                     }
                     continue;
@@ -421,28 +431,42 @@ final class PanamaKernels implements Kernels {
     }
 
     /**
-     * Loads {@code L} stored F16 elements as floats, widened in registers: sign-extended to ints,
-     * shifted so that sign, exponent and mantissa land in float position, then multiplied by 2^112
-     * to rebias the exponent. Exact for zero, subnormals and normal numbers; stored F16 elements are
-     * always finite (the cache rejects values beyond ±65504), so exponent 31 needs no case. Both
-     * helpers stay under C2's always-inline size: a vector returned from a call that is not
-     * inlined is boxed, which would allocate on every decode step.
+     * Loads {@code L} stored half-precision elements as floats, widened in registers:
+     * {@code float(((int) h << shift) & mask) · rebias} with {@code h} sign-extended. For BF16
+     * ({@code 16, 0xFFFF0000, 1}) that is the upper half of a float. For F16 ({@code 13, 0x8FFFE000,
+     * 2^112}) sign, exponent and mantissa land in float position and the product rebiases the
+     * exponent: exact for zero, subnormals and normal numbers; stored F16 elements are always finite
+     * (the cache rejects values beyond ±65504), so exponent 31 needs no case. One formula with
+     * run-time constants keeps the compiled loop the same for both dtypes: a branch per dtype inside
+     * the loop grew past C2's inlining budget once both had run, and a vector returned from a call
+     * that is not inlined is boxed on every step. The helpers stay under the always-inline size.
      */
-    private static FloatVector loadF16(MemorySegment seg, long index) {
-        return f16Bits(shortsToInts(seg, index));
+    private static FloatVector loadHalf(MemorySegment seg, long index, int shift, int mask, float rebias) {
+        return shortsToInts(seg, index).lanewise(VectorOperators.LSHL, shift).and(mask)
+                .reinterpretAsFloats().mul(rebias);
+    }
+
+    private static int halfShift(boolean bf16) {
+        return bf16 ? 16 : 13;
+    }
+
+    private static int halfMask(boolean bf16) {
+        return bf16 ? 0xFFFF0000 : 0x8FFFE000;
+    }
+
+    private static float halfRebias(boolean bf16) {
+        return bf16 ? 1f : 0x1p112f;
     }
 
     private static IntVector shortsToInts(MemorySegment seg, long index) {
         return (IntVector) ShortVector.fromMemorySegment(S, seg, index * 2, LE).convertShape(VectorOperators.S2I, I, 0);
     }
 
-    private static FloatVector f16Bits(IntVector x) {
-        return x.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(0x1p112f);
-    }
 
-    /** {@link #loadF16} of one vector into {@code dst} (for tests). */
-    static void loadF16ForTest(MemorySegment seg, long index, float[] dst) {
-        loadF16(seg, index).intoArray(dst, 0);
+    /** {@link #loadHalf} of one vector into {@code dst} (for tests). */
+    static void loadHalfForTest(MemorySegment seg, DType dtype, long index, float[] dst) {
+        boolean bf16 = dtype == DType.BF16;
+        loadHalf(seg, index, halfShift(bf16), halfMask(bf16), halfRebias(bf16)).intoArray(dst, 0);
     }
 
     /** Elements per vector (for tests). */
@@ -450,9 +474,12 @@ final class PanamaKernels implements Kernels {
         return L;
     }
 
-    /** {@link #scores4x4} over stored F16 keys, widened in registers. */
-    private static void scores4x4F16(MemorySegment keys, long base, int d, float[] q, int qo,
+    /** {@link #scores4x4} over stored F16 or BF16 keys, widened in registers. */
+    private static void scores4x4Half(MemorySegment keys, boolean bf16, long base, int d, float[] q, int qo,
                                   float scale, float[] w, int wo, int stride) {
+        int shift = halfShift(bf16);
+        int mask = halfMask(bf16);
+        float rebias = halfRebias(bf16);
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
@@ -471,10 +498,10 @@ final class PanamaKernels implements Kernels {
         FloatVector e3 = FloatVector.zero(F);
         for (int i = 0; i < d; i++) {
             long at = base + (long) i * TILE;
-            FloatVector k0 = loadF16(keys, at);
-            FloatVector k1 = loadF16(keys, at + L);
-            FloatVector k2 = loadF16(keys, at + 2 * L);
-            FloatVector k3 = loadF16(keys, at + 3 * L);
+            FloatVector k0 = loadHalf(keys, at, shift, mask, rebias);
+            FloatVector k1 = loadHalf(keys, at + L, shift, mask, rebias);
+            FloatVector k2 = loadHalf(keys, at + 2 * L, shift, mask, rebias);
+            FloatVector k3 = loadHalf(keys, at + 3 * L, shift, mask, rebias);
             FloatVector p = FloatVector.broadcast(F, q[qo + i]);
             a0 = k0.fma(p, a0);
             a1 = k1.fma(p, a1);
@@ -518,9 +545,12 @@ final class PanamaKernels implements Kernels {
     }
 
 
-    /** {@link #accumulate4x4} over stored F16 values, widened in registers. */
-    private static void accumulate4x4F16(MemorySegment values, long first, int rows, int d,
+    /** {@link #accumulate4x4} over stored F16 or BF16 values, widened in registers. */
+    private static void accumulate4x4Half(MemorySegment values, boolean bf16, long first, int rows, int d,
                                       float[] w, int wo, int stride, float[] out, int o) {
+        int shift = halfShift(bf16);
+        int mask = halfMask(bf16);
+        float rebias = halfRebias(bf16);
         FloatVector c00 = FloatVector.fromArray(F, out, o);
         FloatVector c01 = FloatVector.fromArray(F, out, o + L);
         FloatVector c02 = FloatVector.fromArray(F, out, o + 2 * L);
@@ -539,10 +569,10 @@ final class PanamaKernels implements Kernels {
         FloatVector c33 = FloatVector.fromArray(F, out, o + 3 * d + 3 * L);
         for (int r = 0; r < rows; r++) {
             long row = first + (long) r * d;
-            FloatVector v0 = loadF16(values, row);
-            FloatVector v1 = loadF16(values, row + L);
-            FloatVector v2 = loadF16(values, row + 2 * L);
-            FloatVector v3 = loadF16(values, row + 3 * L);
+            FloatVector v0 = loadHalf(values, row, shift, mask, rebias);
+            FloatVector v1 = loadHalf(values, row + L, shift, mask, rebias);
+            FloatVector v2 = loadHalf(values, row + 2 * L, shift, mask, rebias);
+            FloatVector v3 = loadHalf(values, row + 3 * L, shift, mask, rebias);
             FloatVector p = FloatVector.broadcast(F, w[wo + r]);
             c00 = v0.fma(p, c00);
             c01 = v1.fma(p, c01);

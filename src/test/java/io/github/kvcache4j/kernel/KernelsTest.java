@@ -227,11 +227,11 @@ class KernelsTest {
     }
 
     /**
-     * The F16 attention kernels widen in registers. Every finite F16 bit pattern (the cache stores
-     * no others) must come out exactly as {@link Float#float16ToFloat} gives it.
+     * The half-precision attention kernels widen in registers. Every finite F16 bit pattern (the
+     * cache stores no others) and every BF16 pattern must come out exactly.
      */
     @Test
-    void inRegisterF16WideningIsExactForEveryFinitePattern() {
+    void inRegisterWideningIsExactForEveryStorablePattern() {
         int lanes = PanamaKernels.lanes();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment seg = arena.allocate(1 << 17);
@@ -240,19 +240,26 @@ class KernelsTest {
             }
             float[] wide = new float[lanes];
             int checked = 0;
-            for (int i = 0; i < 1 << 16; i += lanes) {
-                PanamaKernels.loadF16ForTest(seg, i, wide);
-                for (int k = 0; k < lanes; k++) {
-                    short bits = (short) (i + k);
-                    if (((bits >> 10) & 0x1f) == 0x1f) {
-                        continue; // infinities and NaN are never stored
+            for (DType t : new DType[] {DType.F16, DType.BF16}) {
+                for (int i = 0; i < 1 << 16; i += lanes) {
+                    PanamaKernels.loadHalfForTest(seg, t, i, wide);
+                    for (int k = 0; k < lanes; k++) {
+                        short bits = (short) (i + k);
+                        if (t == DType.F16 && ((bits >> 10) & 0x1f) == 0x1f) {
+                            continue; // F16 infinities and NaN are never stored
+                        }
+                        float expected = t == DType.F16 ? Float.float16ToFloat(bits) : Codec.bf16ToFloat(bits);
+                        if (Float.isNaN(expected)) {
+                            assertTrue(Float.isNaN(wide[k]), t + " bits " + Integer.toHexString(i + k));
+                        } else {
+                            assertEquals(Float.floatToIntBits(expected), Float.floatToIntBits(wide[k]),
+                                    t + " bits " + Integer.toHexString(i + k));
+                        }
+                        checked++;
                     }
-                    assertEquals(Float.floatToIntBits(Float.float16ToFloat(bits)), Float.floatToIntBits(wide[k]),
-                            "F16 bits " + Integer.toHexString(i + k));
-                    checked++;
                 }
             }
-            assertEquals(65536 - 2048, checked);
+            assertEquals(2 * 65536 - 2048, checked);
         }
     }
 
