@@ -138,9 +138,11 @@ final class PanamaKernels implements Kernels {
                 MemorySegment src = values;
                 long first = (long) j0 * d;
                 if (halfInRegisters) {
-                    for (int i = 0; i < d; i += 4 * L) {
+                    int passes = d / (4 * L);
+                    for (int p = 0; p < passes; p++) {
                         for (int g = 0; g < group; g += 4) {
-                            accumulate4x4Half(values, bf16, first + i, rows, d, w, g * stride + j0, stride, out, outOff + g * d + i);
+                            accumulate4x4Half(values, bf16, first + p * L, rows, d, passes * L,
+                                    w, g * stride + j0, stride, out, outOff + g * d + p * L);
                         }
                     }
                     continue;
@@ -545,34 +547,41 @@ final class PanamaKernels implements Kernels {
     }
 
 
-    /** {@link #accumulate4x4} over stored F16 or BF16 values, widened in registers. */
-    private static void accumulate4x4Half(MemorySegment values, boolean bf16, long first, int rows, int d,
+    /**
+     * {@link #accumulate4x4} over stored F16 or BF16 values, widened in registers, for the four
+     * vectors at {@code 0, step, 2·step, 3·step} of each row. The caller passes
+     * {@code step = (d / 4L)·L}, so the passes over a block interleave: the first pass already
+     * touches every cache line of each half-precision row (a 64-byte line holds two vectors), the
+     * block streams from memory once and in order, and the later passes find it in L1. Contiguous
+     * vectors (each pass reading half of every row) measured 17 % slower.
+     */
+    private static void accumulate4x4Half(MemorySegment values, boolean bf16, long first, int rows, int d, int step,
                                       float[] w, int wo, int stride, float[] out, int o) {
         int shift = halfShift(bf16);
         int mask = halfMask(bf16);
         float rebias = halfRebias(bf16);
         FloatVector c00 = FloatVector.fromArray(F, out, o);
-        FloatVector c01 = FloatVector.fromArray(F, out, o + L);
-        FloatVector c02 = FloatVector.fromArray(F, out, o + 2 * L);
-        FloatVector c03 = FloatVector.fromArray(F, out, o + 3 * L);
+        FloatVector c01 = FloatVector.fromArray(F, out, o + step);
+        FloatVector c02 = FloatVector.fromArray(F, out, o + 2 * step);
+        FloatVector c03 = FloatVector.fromArray(F, out, o + 3 * step);
         FloatVector c10 = FloatVector.fromArray(F, out, o + d);
-        FloatVector c11 = FloatVector.fromArray(F, out, o + d + L);
-        FloatVector c12 = FloatVector.fromArray(F, out, o + d + 2 * L);
-        FloatVector c13 = FloatVector.fromArray(F, out, o + d + 3 * L);
+        FloatVector c11 = FloatVector.fromArray(F, out, o + d + step);
+        FloatVector c12 = FloatVector.fromArray(F, out, o + d + 2 * step);
+        FloatVector c13 = FloatVector.fromArray(F, out, o + d + 3 * step);
         FloatVector c20 = FloatVector.fromArray(F, out, o + 2 * d);
-        FloatVector c21 = FloatVector.fromArray(F, out, o + 2 * d + L);
-        FloatVector c22 = FloatVector.fromArray(F, out, o + 2 * d + 2 * L);
-        FloatVector c23 = FloatVector.fromArray(F, out, o + 2 * d + 3 * L);
+        FloatVector c21 = FloatVector.fromArray(F, out, o + 2 * d + step);
+        FloatVector c22 = FloatVector.fromArray(F, out, o + 2 * d + 2 * step);
+        FloatVector c23 = FloatVector.fromArray(F, out, o + 2 * d + 3 * step);
         FloatVector c30 = FloatVector.fromArray(F, out, o + 3 * d);
-        FloatVector c31 = FloatVector.fromArray(F, out, o + 3 * d + L);
-        FloatVector c32 = FloatVector.fromArray(F, out, o + 3 * d + 2 * L);
-        FloatVector c33 = FloatVector.fromArray(F, out, o + 3 * d + 3 * L);
+        FloatVector c31 = FloatVector.fromArray(F, out, o + 3 * d + step);
+        FloatVector c32 = FloatVector.fromArray(F, out, o + 3 * d + 2 * step);
+        FloatVector c33 = FloatVector.fromArray(F, out, o + 3 * d + 3 * step);
         for (int r = 0; r < rows; r++) {
             long row = first + (long) r * d;
             FloatVector v0 = loadHalf(values, row, shift, mask, rebias);
-            FloatVector v1 = loadHalf(values, row + L, shift, mask, rebias);
-            FloatVector v2 = loadHalf(values, row + 2 * L, shift, mask, rebias);
-            FloatVector v3 = loadHalf(values, row + 3 * L, shift, mask, rebias);
+            FloatVector v1 = loadHalf(values, row + step, shift, mask, rebias);
+            FloatVector v2 = loadHalf(values, row + 2 * step, shift, mask, rebias);
+            FloatVector v3 = loadHalf(values, row + 3 * step, shift, mask, rebias);
             FloatVector p = FloatVector.broadcast(F, w[wo + r]);
             c00 = v0.fma(p, c00);
             c01 = v1.fma(p, c01);
@@ -595,21 +604,21 @@ final class PanamaKernels implements Kernels {
             c33 = v3.fma(p, c33);
         }
         c00.intoArray(out, o);
-        c01.intoArray(out, o + L);
-        c02.intoArray(out, o + 2 * L);
-        c03.intoArray(out, o + 3 * L);
+        c01.intoArray(out, o + step);
+        c02.intoArray(out, o + 2 * step);
+        c03.intoArray(out, o + 3 * step);
         c10.intoArray(out, o + d);
-        c11.intoArray(out, o + d + L);
-        c12.intoArray(out, o + d + 2 * L);
-        c13.intoArray(out, o + d + 3 * L);
+        c11.intoArray(out, o + d + step);
+        c12.intoArray(out, o + d + 2 * step);
+        c13.intoArray(out, o + d + 3 * step);
         c20.intoArray(out, o + 2 * d);
-        c21.intoArray(out, o + 2 * d + L);
-        c22.intoArray(out, o + 2 * d + 2 * L);
-        c23.intoArray(out, o + 2 * d + 3 * L);
+        c21.intoArray(out, o + 2 * d + step);
+        c22.intoArray(out, o + 2 * d + 2 * step);
+        c23.intoArray(out, o + 2 * d + 3 * step);
         c30.intoArray(out, o + 3 * d);
-        c31.intoArray(out, o + 3 * d + L);
-        c32.intoArray(out, o + 3 * d + 2 * L);
-        c33.intoArray(out, o + 3 * d + 3 * L);
+        c31.intoArray(out, o + 3 * d + step);
+        c32.intoArray(out, o + 3 * d + 2 * step);
+        c33.intoArray(out, o + 3 * d + 3 * step);
     }
 
     /** Loads {@code L} floats starting at element {@code index}. */
