@@ -2,8 +2,8 @@ package io.github.kvcache4j;
 
 import io.github.kvcache4j.kernel.KernelProvider;
 import io.github.kvcache4j.kernel.Kernels;
-import io.github.kvcache4j.store.LessState;
 import io.github.kvcache4j.store.KvStore;
+import io.github.kvcache4j.store.LessState;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;

@@ -4,6 +4,7 @@ import io.github.kvcache4j.DType;
 import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.eval.Scoring;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
@@ -125,24 +126,12 @@ final class SharingNllRunner {
         }
         long contextBytes = cache.stats().residentBytes();
         int continuation = window.length - CONTEXT;
-        double sum = nll(last, 0, vocab, window[CONTEXT]);
+        double sum = Scoring.nll(last, 0, vocab, window[CONTEXT]);
         float[] logits = model.forward(cache, Arrays.copyOfRange(window, CONTEXT, window.length - 1), CONTEXT, true);
         for (int t = 0; t + 1 < continuation; t++) {
-            sum += nll(logits, t * vocab, vocab, window[CONTEXT + t + 1]);
+            sum += Scoring.nll(logits, t, vocab, window[CONTEXT + t + 1]);
         }
         return new Score(sum / continuation, contextBytes);
-    }
-
-    private static double nll(float[] logits, int off, int vocab, int target) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < vocab; i++) {
-            max = Math.max(max, logits[off + i]);
-        }
-        double z = 0;
-        for (int i = 0; i < vocab; i++) {
-            z += Math.exp(logits[off + i] - max);
-        }
-        return Math.log(z) + max - logits[off + target];
     }
 
     private static EvictionPolicy policy(String name) {

@@ -1,7 +1,6 @@
 package io.github.kvcache4j.store;
 
 import io.github.kvcache4j.less.FeatureMap;
-
 import java.util.Arrays;
 import java.util.Objects;
 

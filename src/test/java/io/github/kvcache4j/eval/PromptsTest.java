@@ -1,6 +1,5 @@
 package io.github.kvcache4j.eval;
 
-import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -12,6 +11,7 @@ import io.github.kvcache4j.Policies;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
+import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import java.util.Arrays;
 import java.util.List;

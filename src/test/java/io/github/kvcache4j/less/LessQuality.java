@@ -5,6 +5,7 @@ import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.eval.Scoring;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
@@ -122,26 +123,14 @@ public final class LessQuality {
                 cache.compress(ratio);
             }
             int vocab = last.length;
-            double sum = -logSoftmax(last, 0, vocab, continuation[0]);
+            double sum = Scoring.nll(last, 0, vocab, continuation[0]);
             float[] logits = model.forward(cache, java.util.Arrays.copyOf(continuation, continuation.length - 1),
                     CONTEXT, true);
             for (int t = 1; t < continuation.length; t++) {
-                sum -= logSoftmax(logits, (t - 1) * vocab, vocab, continuation[t]);
+                sum += Scoring.nll(logits, t - 1, vocab, continuation[t]);
             }
             return sum / continuation.length;
         }
-    }
-
-    private static double logSoftmax(float[] logits, int off, int n, int target) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < n; i++) {
-            max = Math.max(max, logits[off + i]);
-        }
-        double sum = 0;
-        for (int i = 0; i < n; i++) {
-            sum += Math.exp(logits[off + i] - max);
-        }
-        return logits[off + target] - max - Math.log(sum);
     }
 
     private static double[] doubles(String s) {

@@ -1,11 +1,11 @@
 package io.github.kvcache4j.model;
 
-import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import io.github.kvcache4j.testutil.Seeds;
+import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;

@@ -1,6 +1,5 @@
 package io.github.kvcache4j.model;
 
-import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -10,7 +9,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.eval.Scoring;
 import io.github.kvcache4j.testutil.Json;
+import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.util.Arrays;
@@ -221,21 +222,9 @@ class LlamaModelTest {
     private static double meanNll(float[] logits, int[] ids, int vocab) {
         double sum = 0;
         for (int pos = 0; pos + 1 < ids.length; pos++) {
-            sum += nll(logits, pos * vocab, vocab, ids[pos + 1]);
+            sum += Scoring.nll(logits, pos, vocab, ids[pos + 1]);
         }
         return sum / (ids.length - 1);
-    }
-
-    private static double nll(float[] logits, int off, int vocab, int target) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < vocab; i++) {
-            max = Math.max(max, logits[off + i]);
-        }
-        double sum = 0;
-        for (int i = 0; i < vocab; i++) {
-            sum += Math.exp(logits[off + i] - max);
-        }
-        return Math.log(sum) + max - logits[off + target];
     }
 
     private static void checkAgainstGolden(String what, Map<String, Object> golden, int[] ids, float[] logits, int vocab) {
@@ -244,7 +233,7 @@ class LlamaModelTest {
         double sum = 0;
         double maxTokenDiff = 0;
         for (int pos = 0; pos + 1 < ids.length; pos++) {
-            double v = nll(logits, pos * vocab, vocab, ids[pos + 1]);
+            double v = Scoring.nll(logits, pos, vocab, ids[pos + 1]);
             sum += v;
             maxTokenDiff = Math.max(maxTokenDiff, Math.abs(v - perToken[pos]));
         }

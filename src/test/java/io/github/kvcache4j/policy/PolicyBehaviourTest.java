@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.EvictionPolicy.Tracker;
+import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.Policies;

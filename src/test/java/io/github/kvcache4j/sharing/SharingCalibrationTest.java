@@ -1,6 +1,5 @@
 package io.github.kvcache4j.sharing;
 
-import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -8,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.testutil.Json;
+import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Arrays;

@@ -1,6 +1,5 @@
 package io.github.kvcache4j.sharing;
 
-import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -12,6 +11,7 @@ import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.model.GgufFile;
+import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;

@@ -1,17 +1,18 @@
 package io.github.kvcache4j.sharing;
 
-import io.github.kvcache4j.testutil.SharedFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.eval.Scoring;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.testutil.Json;
 import io.github.kvcache4j.testutil.Reference;
 import io.github.kvcache4j.testutil.Seeds;
+import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -122,20 +123,8 @@ class TopLayerModeTest {
     static double meanNll(float[] logits, int[] ids, int n, int vocab) {
         double sum = 0;
         for (int t = 0; t + 1 < n; t++) {
-            sum += nll(logits, t * vocab, vocab, ids[t + 1]);
+            sum += Scoring.nll(logits, t, vocab, ids[t + 1]);
         }
         return sum / (n - 1);
-    }
-
-    static double nll(float[] logits, int off, int vocab, int target) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < vocab; i++) {
-            max = Math.max(max, logits[off + i]);
-        }
-        double z = 0;
-        for (int i = 0; i < vocab; i++) {
-            z += Math.exp(logits[off + i] - max);
-        }
-        return Math.log(z) + max - logits[off + target];
     }
 }
