@@ -1,11 +1,13 @@
 package io.github.kvcache4j.bench;
 
+import io.github.kvcache4j.KvCache;
+import java.util.Arrays;
 import java.util.SplittableRandom;
 
 /**
- * The keys, values and query {@link DecodeAttentionBenchmark} feeds kvcache4j, regenerated as flat
- * arrays so the peer benchmarks attend over exactly the same numbers: the same seed, the same
- * 256-token chunks, keys before values, and the query last.
+ * The keys, values and query of the attention benchmarks, as flat arrays, so that kvcache4j and the
+ * peer benchmarks attend over exactly the same numbers: Gaussian (σ = 0.5) from seed 42, generated
+ * in 256-token chunks, keys before values, and the query last.
  *
  * <p>Layout of {@link #keys} and {@link #values}: {@code [position * kvDim + kvHead * headDim + i]}
  * with {@code kvDim = 8 × 128}, the layout llama3.java and Jlama use for one layer.
@@ -13,11 +15,11 @@ import java.util.SplittableRandom;
 final class AttentionData {
 
     /** Query heads of the Llama-3-8B shape. */
-    static final int QUERY_HEADS = DecodeAttentionBenchmark.QUERY_HEADS;
+    static final int QUERY_HEADS = 32;
     /** Key/value heads of the Llama-3-8B shape. */
-    static final int KV_HEADS = DecodeAttentionBenchmark.KV_HEADS;
+    static final int KV_HEADS = 8;
     /** Head dimension of the Llama-3-8B shape. */
-    static final int HEAD_DIM = DecodeAttentionBenchmark.HEAD_DIM;
+    static final int HEAD_DIM = 128;
     /** Elements of one token's keys (or values) over all kv-heads. */
     static final int KV_DIM = KV_HEADS * HEAD_DIM;
 
@@ -42,15 +44,32 @@ final class AttentionData {
         float[] keys = new float[tokens * KV_DIM];
         float[] values = new float[tokens * KV_DIM];
         for (int p = 0; p < tokens; p += chunk) {
-            DecodeAttentionBenchmark.fill(random, keyChunk);
-            DecodeAttentionBenchmark.fill(random, valueChunk);
+            fill(random, keyChunk);
+            fill(random, valueChunk);
             int rows = Math.min(chunk, tokens - p);
             System.arraycopy(keyChunk, 0, keys, p * KV_DIM, rows * KV_DIM);
             System.arraycopy(valueChunk, 0, values, p * KV_DIM, rows * KV_DIM);
         }
         float[] query = new float[QUERY_HEADS * HEAD_DIM];
-        DecodeAttentionBenchmark.fill(random, query);
+        fill(random, query);
         return new AttentionData(tokens, keys, values, query);
+    }
+
+    /** Appends every token to layer 0 of {@code cache} from position 0, in 256-token chunks. */
+    void appendTo(KvCache cache) {
+        int chunk = 256;
+        for (int p = 0; p < tokens; p += chunk) {
+            int rows = Math.min(chunk, tokens - p);
+            cache.append(0, p, rows, Arrays.copyOfRange(keys, p * KV_DIM, (p + rows) * KV_DIM),
+                    Arrays.copyOfRange(values, p * KV_DIM, (p + rows) * KV_DIM));
+        }
+    }
+
+    /** Fills {@code a} with Gaussian values of standard deviation 0.5. */
+    static void fill(SplittableRandom random, float[] a) {
+        for (int i = 0; i < a.length; i++) {
+            a[i] = (float) (random.nextGaussian() * 0.5);
+        }
     }
 
     /** Returns the F16 bits of every element of {@code a}. */

@@ -3,7 +3,6 @@ package io.github.kvcache4j.bench;
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
-import java.util.Arrays;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -69,13 +68,7 @@ public class AttentionThreadsBenchmark {
         }
         cache = KvCache.create(builder.build());
         AttentionData data = AttentionData.generate(tokens);
-        int chunk = 256;
-        int kvDim = AttentionData.KV_DIM;
-        for (int p = 0; p < tokens; p += chunk) {
-            int rows = Math.min(chunk, tokens - p);
-            cache.append(0, p, rows, Arrays.copyOfRange(data.keys, p * kvDim, (p + rows) * kvDim),
-                    Arrays.copyOfRange(data.values, p * kvDim, (p + rows) * kvDim));
-        }
+        data.appendTo(cache);
         query = data.query;
         out = new float[AttentionData.QUERY_HEADS * AttentionData.HEAD_DIM];
     }

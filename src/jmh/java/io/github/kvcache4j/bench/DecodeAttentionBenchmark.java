@@ -3,7 +3,6 @@ package io.github.kvcache4j.bench;
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
-import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -32,10 +31,6 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "-Xmx2g"})
 public class DecodeAttentionBenchmark {
 
-    static final int QUERY_HEADS = 32;
-    static final int KV_HEADS = 8;
-    static final int HEAD_DIM = 128;
-
     @Param({"1024", "4096", "16384", "65536"})
     int tokens;
 
@@ -48,31 +43,13 @@ public class DecodeAttentionBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        cache = KvCache.create(KvCacheConfig.builder().layers(1).kvHeads(KV_HEADS).queryHeads(QUERY_HEADS)
-                .headDim(HEAD_DIM).capacity(tokens).dtype(dtype).build());
-        SplittableRandom random = new SplittableRandom(42);
-        int chunk = 256;
-        float[] keys = new float[chunk * KV_HEADS * HEAD_DIM];
-        float[] values = new float[chunk * KV_HEADS * HEAD_DIM];
-        for (int p = 0; p < tokens; p += chunk) {
-            fill(random, keys);
-            fill(random, values);
-            cache.append(0, p, Math.min(chunk, tokens - p), sized(keys, tokens - p), sized(values, tokens - p));
-        }
-        query = new float[QUERY_HEADS * HEAD_DIM];
-        fill(random, query);
-        out = new float[QUERY_HEADS * HEAD_DIM];
-    }
-
-    private static float[] sized(float[] a, int remaining) {
-        int rows = a.length / (KV_HEADS * HEAD_DIM);
-        return remaining >= rows ? a : java.util.Arrays.copyOf(a, remaining * KV_HEADS * HEAD_DIM);
-    }
-
-    static void fill(SplittableRandom random, float[] a) {
-        for (int i = 0; i < a.length; i++) {
-            a[i] = (float) (random.nextGaussian() * 0.5);
-        }
+        cache = KvCache.create(KvCacheConfig.builder().layers(1).kvHeads(AttentionData.KV_HEADS)
+                .queryHeads(AttentionData.QUERY_HEADS).headDim(AttentionData.HEAD_DIM).capacity(tokens)
+                .dtype(dtype).build());
+        AttentionData data = AttentionData.generate(tokens);
+        data.appendTo(cache);
+        query = data.query;
+        out = new float[AttentionData.QUERY_HEADS * AttentionData.HEAD_DIM];
     }
 
     @TearDown(Level.Trial)

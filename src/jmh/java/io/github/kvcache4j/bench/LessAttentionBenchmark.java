@@ -5,8 +5,6 @@ import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.Policies;
 import io.github.kvcache4j.less.FeatureMap;
-import java.util.Arrays;
-import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -37,9 +35,6 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "-Xmx2g"})
 public class LessAttentionBenchmark {
 
-    static final int QUERY_HEADS = 32;
-    static final int KV_HEADS = 8;
-    static final int HEAD_DIM = 128;
     static final int EVICTED = 256;
 
     @Param({"4096"})
@@ -57,26 +52,16 @@ public class LessAttentionBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        KvCacheConfig.Builder b = KvCacheConfig.builder().layers(1).kvHeads(KV_HEADS).queryHeads(QUERY_HEADS)
-                .headDim(HEAD_DIM).capacity(tokens).dtype(dtype).policy(Policies.knorm());
+        KvCacheConfig.Builder b = KvCacheConfig.builder().layers(1).kvHeads(AttentionData.KV_HEADS)
+                .queryHeads(AttentionData.QUERY_HEADS).headDim(AttentionData.HEAD_DIM).capacity(tokens).dtype(dtype).policy(Policies.knorm());
         if (rank > 0) {
-            b.less(FeatureMap.positiveRandom(HEAD_DIM, rank, 42));
+            b.less(FeatureMap.positiveRandom(AttentionData.HEAD_DIM, rank, 42));
         }
         cache = KvCache.create(b.build());
-        SplittableRandom random = new SplittableRandom(42);
-        int chunk = 256;
-        int total = tokens + EVICTED;
-        float[] keys = new float[chunk * KV_HEADS * HEAD_DIM];
-        float[] values = new float[chunk * KV_HEADS * HEAD_DIM];
-        for (int p = 0; p < total; p += chunk) {
-            int n = Math.min(chunk, total - p);
-            DecodeAttentionBenchmark.fill(random, keys);
-            DecodeAttentionBenchmark.fill(random, values);
-            cache.append(0, p, n, Arrays.copyOf(keys, n * KV_HEADS * HEAD_DIM), Arrays.copyOf(values, n * KV_HEADS * HEAD_DIM));
-        }
-        query = new float[QUERY_HEADS * HEAD_DIM];
-        DecodeAttentionBenchmark.fill(random, query);
-        out = new float[QUERY_HEADS * HEAD_DIM];
+        AttentionData data = AttentionData.generate(tokens + EVICTED);
+        data.appendTo(cache);
+        query = data.query;
+        out = new float[AttentionData.QUERY_HEADS * AttentionData.HEAD_DIM];
     }
 
     @TearDown(Level.Trial)

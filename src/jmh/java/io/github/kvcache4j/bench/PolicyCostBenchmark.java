@@ -36,9 +36,9 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "-Xmx2g"})
 public class PolicyCostBenchmark {
 
-    static final int QUERY_HEADS = 32;
-    static final int KV_HEADS = 8;
-    static final int HEAD_DIM = 128;
+    private static final int QUERY_HEADS = AttentionData.QUERY_HEADS;
+    private static final int KV_HEADS = AttentionData.KV_HEADS;
+    private static final int HEAD_DIM = AttentionData.HEAD_DIM;
     static final int TOKENS = 4096;
 
     @Param({"streaming_llm", "knorm", "h2o", "observed_attention", "snapkv", "tova", "corm"})
@@ -79,15 +79,15 @@ public class PolicyCostBenchmark {
         float[] chunkQueries = new float[64 * QUERY_HEADS * HEAD_DIM];
         float[] chunkOut = new float[chunkQueries.length];
         for (position = 0; position < TOKENS; position += 64) {
-            DecodeAttentionBenchmark.fill(random, chunkKeys);
-            DecodeAttentionBenchmark.fill(random, chunkValues);
-            DecodeAttentionBenchmark.fill(random, chunkQueries);
+            AttentionData.fill(random, chunkKeys);
+            AttentionData.fill(random, chunkValues);
+            AttentionData.fill(random, chunkQueries);
             cache.append(0, position, 64, chunkKeys, chunkValues);
             cache.attend(0, position, 64, chunkQueries, chunkOut);
         }
-        DecodeAttentionBenchmark.fill(random, query);
-        DecodeAttentionBenchmark.fill(random, keys);
-        DecodeAttentionBenchmark.fill(random, values);
+        AttentionData.fill(random, query);
+        AttentionData.fill(random, keys);
+        AttentionData.fill(random, values);
     }
 
     @TearDown(Level.Iteration)

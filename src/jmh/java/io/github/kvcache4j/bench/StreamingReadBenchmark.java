@@ -48,7 +48,7 @@ public class StreamingReadBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        long bytes = (long) tokens * DecodeAttentionBenchmark.KV_HEADS * DecodeAttentionBenchmark.HEAD_DIM
+        long bytes = (long) tokens * AttentionData.KV_DIM
                 * 2 * bytesPerElement;
         arena = Arena.ofShared();
         data = arena.allocate(bytes, 64);
