@@ -62,18 +62,18 @@ public interface Kernels {
                 float[] out, int outOff, Workspace workspace);
 
     /**
-     * Working memory of {@link #attend}: half-precision key tiles and value blocks are widened
-     * here before they are used. Create one per thread and head dimension; reuse it.
+     * Working memory of {@link #attend}: half-precision key tiles and value blocks of shapes
+     * without an in-register path are widened here, and lane sums are spilled to {@code lanes}.
+     * Create one per thread and head dimension; reuse it.
      */
     final class Workspace {
-        final int headDim;
         final float[] floats;
         final MemorySegment floatSegment;
+        /** One vector's lanes (64 covers every species up to 2048 bits). */
         final float[] lanes = new float[64];
 
         /** Creates the working memory for {@code headDim}-element heads. */
         public Workspace(int headDim) {
-            this.headDim = headDim;
             this.floats = new float[Math.max(TILE, VALUE_BLOCK) * headDim];
             this.floatSegment = MemorySegment.ofArray(floats);
         }

@@ -217,6 +217,9 @@ final class PanamaKernels implements Kernels {
             e.intoArray(w, off + k);
             acc = acc.add(e);
         }
+        // Spilled and summed in order rather than through sum(FloatVector): this call site runs once
+        // per block, too rarely for C2 to inline sum, and a vector passed to a call that is not
+        // inlined is boxed.
         acc.intoArray(lanes, 0);
         float sum = 0f;
         for (int i = 0; i < L; i++) {
