@@ -20,9 +20,21 @@ import java.util.Objects;
 public final class SharingPlan {
 
     private final int[] sources;
+    /** Per layer, the index of its source among the source layers, in layer order. */
+    private final int[] storageIndex;
 
     private SharingPlan(int[] sources) {
         this.sources = sources;
+        this.storageIndex = new int[sources.length];
+        int stored = 0;
+        for (int l = 0; l < sources.length; l++) {
+            if (sources[l] == l) {
+                storageIndex[l] = stored++;
+            }
+        }
+        for (int l = 0; l < sources.length; l++) {
+            storageIndex[l] = storageIndex[sources[l]];
+        }
     }
 
     /**
@@ -108,6 +120,15 @@ public final class SharingPlan {
     /** Returns whether {@code layer} stores its own KV (reads itself). */
     public boolean isSource(int layer) {
         return sources[layer] == layer;
+    }
+
+    /**
+     * Returns the index of {@code layer}'s source among the source layers in layer order, in
+     * {@code [0, sourceCount())}: a cache stores the KV of source {@code i} in its {@code i}-th
+     * group of buffers, and a layer that reads another layer reads that group.
+     */
+    public int storageIndex(int layer) {
+        return storageIndex[layer];
     }
 
     /** Returns the number of layers that store KV; memory is reserved for these only. */
