@@ -130,7 +130,7 @@ final class HeadAttention implements Runnable {
         return queryPosition;
     }
 
-    /** Returns the row stride of {@link #weights()}. */
+    /** Returns the row stride of {@link #normalisedWeights()}. */
     int stride() {
         return stride;
     }
