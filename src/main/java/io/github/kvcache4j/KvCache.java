@@ -1,7 +1,9 @@
 package io.github.kvcache4j;
 
+import io.github.kvcache4j.kernel.AttentionCall;
 import io.github.kvcache4j.kernel.KernelProvider;
 import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
 import java.lang.foreign.MemorySegment;
@@ -88,7 +90,7 @@ public final class KvCache implements AutoCloseable {
         this.tracker = config.policy().newTracker(layers, kvHeads, group, capacity);
         this.kernels = KernelProvider.kernels();
         this.scale = (float) (1.0 / Math.sqrt(headDim));
-        this.stride = Kernels.roundToTiles(capacity);
+        this.stride = KeyTiles.roundToTiles(capacity);
         this.lastPosition = new int[layers];
         Arrays.fill(lastPosition, -1);
         this.victims = new int[kvHeads][capacity];
@@ -624,7 +626,7 @@ public final class KvCache implements AutoCloseable {
         private final int head;
         private final float[] weights;
         private final float[] maxAndSum;
-        private final Kernels.Workspace workspace;
+        private final AttentionCall call;
         private final LessState.Workspace lessWorkspace;
         private int layer;
         private int queryPosition;
@@ -641,7 +643,7 @@ public final class KvCache implements AutoCloseable {
             this.head = head;
             this.weights = new float[group * stride];
             this.maxAndSum = new float[2 * group];
-            this.workspace = new Kernels.Workspace(headDim);
+            this.call = new AttentionCall(headDim);
             this.lessWorkspace = less == null ? null : less.newWorkspace();
         }
 
@@ -673,9 +675,9 @@ public final class KvCache implements AutoCloseable {
                 Arrays.fill(out, at, at + group * headDim, 0f);
                 return;
             }
-            kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
-                    queries, at, group, scale, mask, queryPosition,
-                    weights, stride, keepWeights, maxAndSum, out, at, workspace);
+            kernels.attend(call.slots(store.keys(b), store.values(b), store.dtype(), visible)
+                    .queries(queries, at, group, scale).mask(mask, queryPosition)
+                    .weights(weights, stride, keepWeights).output(out, at, maxAndSum));
             if (less != null && !less.isEmpty(b)) {
                 for (int g = 0; g < group; g++) {
                     int o = at + g * headDim;
