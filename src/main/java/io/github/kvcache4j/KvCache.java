@@ -44,7 +44,10 @@ public final class KvCache implements AutoCloseable {
     /** Per layer, the store buffer of its source's kv-head 0; -1 never happens (sources map to themselves). */
     private final int[] bufferBase;
     private final KvStore store;
+    private final EvictionPolicy.Shape shape;
     private final EvictionPolicy.Tracker tracker;
+    private final TrackerViews.Buffer view;
+    private final TrackerViews.Weights attention;
     private final Kernels kernels;
     private final float scale;
     /** Row stride of the attention weight buffers: the capacity in whole key tiles. */
@@ -85,10 +88,12 @@ public final class KvCache implements AutoCloseable {
         for (int l = 0; l < layers; l++) {
             bufferBase[l] = bufferBase[source[l]];
         }
-        this.tracker = config.policy().newTracker(layers, kvHeads, group, capacity);
+        this.shape = new EvictionPolicy.Shape(layers, kvHeads, group, capacity);
+        this.tracker = config.policy().newTracker(shape);
         this.kernels = KernelProvider.kernels();
         this.scale = (float) (1.0 / Math.sqrt(headDim));
         this.stride = Kernels.roundToTiles(capacity);
+        this.attention = new TrackerViews.Weights(group, stride);
         this.lastPosition = new int[layers];
         Arrays.fill(lastPosition, -1);
         this.victims = new int[kvHeads][capacity];
@@ -108,6 +113,7 @@ public final class KvCache implements AutoCloseable {
         // Off-heap memory last: a policy that rejects the shape, or a failed heap allocation,
         // must not leave a reserved arena behind.
         this.store = new KvStore(sources * kvHeads, headDim, capacity, config.dtype());
+        this.view = new TrackerViews.Buffer(store);
     }
 
     /**
@@ -239,7 +245,7 @@ public final class KvCache implements AutoCloseable {
             if (report) {
                 for (HeadWork w : work) {
                     if (!w.empty) {
-                        w.report(tracker, layer);
+                        w.report(layer);
                     }
                 }
             }
@@ -362,17 +368,19 @@ public final class KvCache implements AutoCloseable {
                     continue;
                 }
                 int[] v = victims[h];
-                int chosen = tracker.chooseVictims(l, h, n, count, true, v);
+                int id = shape.buffer(l, h);
+                int chosen = tracker.chooseVictims(id, view.of(l, h, b), EvictionPolicy.Reason.COMPRESS, count, v);
                 checkVictims(l, h, v, chosen, n);
                 Arrays.fill(keep, 0, n, true);
                 for (int i = 0; i < chosen; i++) {
                     keep[v[i]] = false;
                     remember(l, h, b, v[i]);
-                    tracker.onRemove(l, h, v[i]);
+                    tracker.onRemove(id, v[i]);
                 }
-                int layer = l;
-                int head = h;
-                store.retain(b, keep, (from, to) -> tracker.onMove(layer, head, from, to));
+                store.retain(b, keep, (from, to) -> {
+                    view.move(b, from, to);
+                    tracker.onMove(id, from, to);
+                });
                 evicted += chosen;
             }
         }
@@ -387,7 +395,8 @@ public final class KvCache implements AutoCloseable {
             int n = store.size(b);
             need[h] = n + tokens - capacity;
             if (need[h] > 0) {
-                int chosen = tracker.chooseVictims(layer, h, n, need[h], false, victims[h]);
+                int chosen = tracker.chooseVictims(shape.buffer(layer, h), view.of(layer, h, b),
+                        EvictionPolicy.Reason.MAKE_ROOM, need[h], victims[h]);
                 if (chosen < need[h]) {
                     throw new IllegalStateException("appending " + tokens + " tokens to layer " + layer
                             + " needs " + need[h] + " free slots of kv-head " + h + " (capacity "
@@ -410,8 +419,10 @@ public final class KvCache implements AutoCloseable {
 
     private void dropVoluntary(int layer) {
         for (int h = 0; h < kvHeads; h++) {
-            int n = store.size(bufferBase[layer] + h);
-            int chosen = tracker.chooseVoluntaryVictims(layer, h, n, victims[h]);
+            int b = bufferBase[layer] + h;
+            int n = store.size(b);
+            int chosen = tracker.chooseVictims(shape.buffer(layer, h), view.of(layer, h, b),
+                    EvictionPolicy.Reason.ADAPTIVE, n, victims[h]);
             if (chosen > 0) {
                 checkVictims(layer, h, victims[h], chosen, n);
                 evictSwap(layer, h, victims[h], chosen);
@@ -423,12 +434,14 @@ public final class KvCache implements AutoCloseable {
     private void evictSwap(int layer, int h, int[] v, int count) {
         Arrays.sort(v, 0, count);
         int b = bufferBase[layer] + h;
+        int id = shape.buffer(layer, h);
         for (int i = count - 1; i >= 0; i--) {
             remember(layer, h, b, v[i]);
-            tracker.onRemove(layer, h, v[i]);
+            tracker.onRemove(id, v[i]);
             int moved = store.removeSwap(b, v[i]);
             if (moved != v[i]) {
-                tracker.onMove(layer, h, moved, v[i]);
+                view.move(b, moved, v[i]);
+                tracker.onMove(id, moved, v[i]);
             }
         }
         evicted += count;
@@ -486,8 +499,10 @@ public final class KvCache implements AutoCloseable {
     private void store(int layer, int position, float[] keys, float[] values, int offset) {
         for (int h = 0; h < kvHeads; h++) {
             int off = offset + h * headDim;
-            int slot = store.append(bufferBase[layer] + h, keys, off, values, off, position);
-            tracker.onAppend(layer, h, slot, position, kernels.l2Norm(keys, off, headDim));
+            int b = bufferBase[layer] + h;
+            int slot = store.append(b, keys, off, values, off, position);
+            view.keyNorm(b, slot, kernels.l2Norm(keys, off, headDim));
+            tracker.onAppend(shape.buffer(layer, h), view.of(layer, h, b), slot);
         }
     }
 
@@ -693,7 +708,7 @@ public final class KvCache implements AutoCloseable {
             }
         }
 
-        void report(EvictionPolicy.Tracker t, int readingLayer) {
+        void report(int readingLayer) {
             for (int g = 0; g < group; g++) {
                 float inv = 1f / maxAndSum[2 * g + 1];
                 int base = g * stride;
@@ -701,7 +716,9 @@ public final class KvCache implements AutoCloseable {
                     weights[base + j] *= inv;
                 }
             }
-            t.onAttention(source[readingLayer], head, queryPosition, readingLayer, weights, stride, visible);
+            int l = source[readingLayer];
+            tracker.onAttention(shape.buffer(l, head), view.of(l, head, bufferBase[l] + head),
+                    attention.of(weights, visible, queryPosition, readingLayer));
         }
 
         private boolean noneVisible(int[] positions, int n, boolean ordered) {
