@@ -52,20 +52,9 @@ final class SlotOrder {
     /** The token in {@code slot} was evicted. */
     void remove(int b, int slot) {
         assert linked[b][slot] : "slot " + slot + " is not resident";
-        int[] prev = this.prev[b];
-        int[] next = this.next[b];
-        int p = prev[slot];
-        int n = next[slot];
-        if (p == NONE) {
-            head[b] = n;
-        } else {
-            next[p] = n;
-        }
-        if (n == NONE) {
-            tail[b] = p;
-        } else {
-            prev[n] = p;
-        }
+        int p = prev[b][slot];
+        int n = next[b][slot];
+        relink(b, p, n, n, p);
         linked[b][slot] = false;
         size[b]--;
     }
@@ -74,24 +63,27 @@ final class SlotOrder {
     void move(int b, int from, int to) {
         boolean[] linked = this.linked[b];
         assert !linked[to] && linked[from] : "move " + from + " -> " + to;
-        int[] prev = this.prev[b];
-        int[] next = this.next[b];
-        int p = prev[from];
-        int n = next[from];
-        prev[to] = p;
-        next[to] = n;
+        int p = prev[b][from];
+        int n = next[b][from];
+        prev[b][to] = p;
+        next[b][to] = n;
         position[b][to] = position[b][from];
         linked[to] = true;
         linked[from] = false;
+        relink(b, p, n, to, to);
+    }
+
+    /** Points {@code p} forward at {@code afterP} and {@code n} back at {@code beforeN}; NONE is an end. */
+    private void relink(int b, int p, int n, int afterP, int beforeN) {
         if (p == NONE) {
-            head[b] = to;
+            head[b] = afterP;
         } else {
-            next[p] = to;
+            next[b][p] = afterP;
         }
         if (n == NONE) {
-            tail[b] = to;
+            tail[b] = beforeN;
         } else {
-            prev[n] = to;
+            prev[b][n] = beforeN;
         }
     }
 
