@@ -1,6 +1,7 @@
 package io.github.kvcache4j.kernel;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.DType;
@@ -335,6 +336,24 @@ class KernelsTest {
             for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
                 float[] out = run(kernels, k, v, DType.F32, n, d, q, 1, 0.125f, null, 0);
                 assertEquals(8f, out[1], 1e-6, kernels.name() + ": the largest score takes all the weight");
+            }
+        }
+    }
+
+    /** Tests run with {@code -ea}: a weight stride short of the tiled slots fails at the kernel's entry, naming both. */
+    @Test
+    void assertsThatTheWeightStrideCoversTheTiledSlots() {
+        int n = 70;
+        int d = 64;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment k = storeKeys(arena, new float[n * d], n, d, DType.F32);
+            MemorySegment v = storeValues(arena, new float[n * d], n, d, DType.F32);
+            for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
+                AttentionCall call = new AttentionCall(d).slots(k, v, DType.F32, n).queries(new float[d], 0, 1, 1f)
+                        .mask(null, 0).weights(new float[2 * KeyTiles.TILE], KeyTiles.TILE, false)
+                        .output(new float[d], 0, new float[2]);
+                AssertionError e = assertThrows(AssertionError.class, () -> kernels.attend(call), kernels.name());
+                assertEquals("stride 64 is less than roundToTiles(n) = 128", e.getMessage(), kernels.name());
             }
         }
     }
