@@ -1,8 +1,9 @@
 package io.github.kvcache4j.store;
 
-import static io.github.kvcache4j.store.QuantGroups.F32;
-import static io.github.kvcache4j.store.QuantGroups.GROUP;
+import static io.github.kvcache4j.kernel.QuantizedLayout.F32;
+import static io.github.kvcache4j.kernel.QuantizedLayout.GROUP;
 
+import io.github.kvcache4j.kernel.QuantizedLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -10,7 +11,7 @@ import java.lang.foreign.ValueLayout;
  * 4-bit asymmetric quantization of a row, a scale and a minimum per group of 32 values (the scheme
  * of ggml's {@code q4_1} and of KIVI, with float32 scale and minimum).
  *
- * <p>Layout of a row of {@code headDim} values ({@code headDim} a multiple of 32): its
+ * <p>Layout ({@link QuantizedLayout}) of a row of {@code headDim} values ({@code headDim} a multiple of 32): its
  * {@code headDim / 32} groups one after the other, {@value #GROUP_BYTES} bytes each,
  *
  * <pre>
@@ -29,7 +30,7 @@ import java.lang.foreign.ValueLayout;
 public final class Q4 {
 
     /** Bytes per group: the float32 scale and minimum and 32 four-bit codes. */
-    public static final int GROUP_BYTES = 4 + 4 + GROUP / 2;
+    public static final int GROUP_BYTES = QuantizedLayout.Q4_GROUP_BYTES;
     /** The largest code. */
     public static final int MAX_CODE = 15;
 
@@ -42,7 +43,7 @@ public final class Q4 {
      * @throws IllegalArgumentException if {@code headDim} is not a positive multiple of 32
      */
     public static long rowBytes(int headDim) {
-        return (long) QuantGroups.groups(headDim) * GROUP_BYTES;
+        return (long) QuantizedLayout.groups(headDim) * GROUP_BYTES;
     }
 
     /**
@@ -52,7 +53,7 @@ public final class Q4 {
      * @throws IllegalArgumentException if {@code headDim} is not a positive multiple of 32
      */
     public static void encode(float[] src, int srcOff, int headDim, MemorySegment dst, long dstOff) {
-        int groups = QuantGroups.groups(headDim);
+        int groups = QuantizedLayout.groups(headDim);
         for (int g = 0; g < groups; g++) {
             int base = srcOff + g * GROUP;
             long at = dstOff + (long) g * GROUP_BYTES;
@@ -66,12 +67,12 @@ public final class Q4 {
             // In double: max − min of two floats can exceed the float range.
             float d = QuantGroups.scaleAtMost(((double) max - min) / MAX_CODE);
             double inverse = d == 0 ? 0 : 1.0 / d;
-            dst.set(F32, at, d);
-            dst.set(F32, at + 4, min);
+            dst.set(F32, at + QuantizedLayout.Q4_SCALE, d);
+            dst.set(F32, at + QuantizedLayout.Q4_MIN, min);
             for (int j = 0; j < GROUP / 2; j++) {
                 int low = code(src[base + j], min, inverse);
                 int high = code(src[base + j + GROUP / 2], min, inverse);
-                dst.set(ValueLayout.JAVA_BYTE, at + 8 + j, (byte) (low | high << 4));
+                dst.set(ValueLayout.JAVA_BYTE, at + QuantizedLayout.Q4_CODES + j, (byte) (low | high << 4));
             }
         }
     }
@@ -86,14 +87,14 @@ public final class Q4 {
      * @throws IllegalArgumentException if {@code headDim} is not a positive multiple of 32
      */
     public static void decode(MemorySegment src, long srcOff, int headDim, float[] dst, int dstOff) {
-        int groups = QuantGroups.groups(headDim);
+        int groups = QuantizedLayout.groups(headDim);
         for (int g = 0; g < groups; g++) {
             long at = srcOff + (long) g * GROUP_BYTES;
-            float d = src.get(F32, at);
-            float min = src.get(F32, at + 4);
+            float d = src.get(F32, at + QuantizedLayout.Q4_SCALE);
+            float min = src.get(F32, at + QuantizedLayout.Q4_MIN);
             int base = dstOff + g * GROUP;
             for (int j = 0; j < GROUP / 2; j++) {
-                int packed = src.get(ValueLayout.JAVA_BYTE, at + 8 + j);
+                int packed = src.get(ValueLayout.JAVA_BYTE, at + QuantizedLayout.Q4_CODES + j);
                 dst[base + j] = Math.fma(d, packed & 0xF, min);
                 dst[base + j + GROUP / 2] = Math.fma(d, (packed >> 4) & 0xF, min);
             }
@@ -102,6 +103,6 @@ public final class Q4 {
 
     /** Returns the scale {@code d} of group {@code group} of the row at {@code rowOff}. */
     public static float scale(MemorySegment src, long rowOff, int group) {
-        return src.get(F32, rowOff + (long) group * GROUP_BYTES);
+        return src.get(F32, rowOff + (long) group * GROUP_BYTES + QuantizedLayout.Q4_SCALE);
     }
 }

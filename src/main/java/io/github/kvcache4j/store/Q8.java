@@ -1,8 +1,9 @@
 package io.github.kvcache4j.store;
 
-import static io.github.kvcache4j.store.QuantGroups.F32;
-import static io.github.kvcache4j.store.QuantGroups.GROUP;
+import static io.github.kvcache4j.kernel.QuantizedLayout.F32;
+import static io.github.kvcache4j.kernel.QuantizedLayout.GROUP;
 
+import io.github.kvcache4j.kernel.QuantizedLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -10,7 +11,7 @@ import java.lang.foreign.ValueLayout;
  * 8-bit symmetric quantization of a row, one scale per group of 32 values (the scheme of ggml's
  * {@code q8_0}, with a float32 scale).
  *
- * <p>Layout of a row of {@code headDim} values ({@code headDim} a multiple of 32): its
+ * <p>Layout ({@link QuantizedLayout}) of a row of {@code headDim} values ({@code headDim} a multiple of 32): its
  * {@code headDim / 32} groups one after the other, {@value #GROUP_BYTES} bytes each,
  *
  * <pre>
@@ -27,7 +28,7 @@ import java.lang.foreign.ValueLayout;
 public final class Q8 {
 
     /** Bytes per group: the float32 scale and 32 codes. */
-    public static final int GROUP_BYTES = 4 + GROUP;
+    public static final int GROUP_BYTES = QuantizedLayout.Q8_GROUP_BYTES;
     /** The largest code magnitude. */
     public static final int MAX_CODE = 127;
 
@@ -40,7 +41,7 @@ public final class Q8 {
      * @throws IllegalArgumentException if {@code headDim} is not a positive multiple of 32
      */
     public static long rowBytes(int headDim) {
-        return (long) QuantGroups.groups(headDim) * GROUP_BYTES;
+        return (long) QuantizedLayout.groups(headDim) * GROUP_BYTES;
     }
 
     /**
@@ -50,7 +51,7 @@ public final class Q8 {
      * @throws IllegalArgumentException if {@code headDim} is not a positive multiple of 32
      */
     public static void encode(float[] src, int srcOff, int headDim, MemorySegment dst, long dstOff) {
-        int groups = QuantGroups.groups(headDim);
+        int groups = QuantizedLayout.groups(headDim);
         for (int g = 0; g < groups; g++) {
             int base = srcOff + g * GROUP;
             long at = dstOff + (long) g * GROUP_BYTES;
@@ -61,10 +62,10 @@ public final class Q8 {
             }
             float d = QuantGroups.scaleAtMost(amax / (double) MAX_CODE);
             double inverse = d == 0 ? 0 : 1.0 / d;
-            dst.set(F32, at, d);
+            dst.set(F32, at + QuantizedLayout.Q8_SCALE, d);
             for (int i = 0; i < GROUP; i++) {
                 int q = Math.clamp((long) Math.rint(src[base + i] * inverse), -MAX_CODE, MAX_CODE);
-                dst.set(ValueLayout.JAVA_BYTE, at + 4 + i, (byte) q);
+                dst.set(ValueLayout.JAVA_BYTE, at + QuantizedLayout.Q8_CODES + i, (byte) q);
             }
         }
     }
@@ -75,19 +76,19 @@ public final class Q8 {
      * @throws IllegalArgumentException if {@code headDim} is not a positive multiple of 32
      */
     public static void decode(MemorySegment src, long srcOff, int headDim, float[] dst, int dstOff) {
-        int groups = QuantGroups.groups(headDim);
+        int groups = QuantizedLayout.groups(headDim);
         for (int g = 0; g < groups; g++) {
             long at = srcOff + (long) g * GROUP_BYTES;
-            float d = src.get(F32, at);
+            float d = src.get(F32, at + QuantizedLayout.Q8_SCALE);
             int base = dstOff + g * GROUP;
             for (int i = 0; i < GROUP; i++) {
-                dst[base + i] = d * src.get(ValueLayout.JAVA_BYTE, at + 4 + i);
+                dst[base + i] = d * src.get(ValueLayout.JAVA_BYTE, at + QuantizedLayout.Q8_CODES + i);
             }
         }
     }
 
     /** Returns the scale {@code d} of group {@code group} of the row at {@code rowOff}. */
     public static float scale(MemorySegment src, long rowOff, int group) {
-        return src.get(F32, rowOff + (long) group * GROUP_BYTES);
+        return src.get(F32, rowOff + (long) group * GROUP_BYTES + QuantizedLayout.Q8_SCALE);
     }
 }

@@ -58,7 +58,7 @@ class HadamardRotationTest {
             long signSeed = r.nextLong();
             HadamardRotation rotation = new HadamardRotation(headDim, signSeed);
             assertEquals(Integer.lowestOneBit(headDim), rotation.blockSize());
-            float[] x = QuantizedRowsTest.gaussian(r, headDim, 3);
+            float[] x = QuantizedFormatsTest.gaussian(r, headDim, 3);
             double[] want = reference(headDim, signSeed, x);
             double bound = tolerance(rotation) * norm(x);
             float[] got = x.clone();
@@ -76,8 +76,8 @@ class HadamardRotationTest {
         for (int headDim : HEAD_DIMS) {
             HadamardRotation rotation = new HadamardRotation(headDim, r.nextLong());
             for (int trial = 0; trial < 50; trial++) {
-                float[] q = QuantizedRowsTest.gaussian(r, headDim, 2);
-                float[] k = QuantizedRowsTest.gaussian(r, headDim, 2);
+                float[] q = QuantizedFormatsTest.gaussian(r, headDim, 2);
+                float[] k = QuantizedFormatsTest.gaussian(r, headDim, 2);
                 k[r.nextInt(headDim)] *= 50;
                 double want = 0;
                 for (int i = 0; i < headDim; i++) {
@@ -136,7 +136,7 @@ class HadamardRotationTest {
         MemorySegment q4 = MemorySegment.ofArray(new byte[(int) Q4.rowBytes(d)]);
         MemorySegment q8 = MemorySegment.ofArray(new byte[(int) Q8.rowBytes(d)]);
         for (int row = 0; row < 256; row++) {
-            float[] x = QuantizedRowsTest.gaussian(r, d, 1);
+            float[] x = QuantizedFormatsTest.gaussian(r, d, 1);
             x[channel] = (float) ((r.nextBoolean() ? 1 : -1) * (20 + 80 * r.nextDouble()));
             for (int format = 0; format < 2; format++) {
                 plain[format] += squaredError(x, x.clone(), format == 0 ? q4 : q8, format, null);

@@ -16,7 +16,7 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /** {@link Q8} and {@link Q4}: the documented byte layout, and per-element error bounds derived from the format. */
-class QuantizedRowsTest {
+class QuantizedFormatsTest {
 
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final int D = 128;
