@@ -2,6 +2,7 @@ package io.github.kvcache4j.store;
 
 import static io.github.kvcache4j.kernel.QuantizedLayout.F32;
 import static io.github.kvcache4j.kernel.QuantizedLayout.GROUP;
+import static io.github.kvcache4j.kernel.QuantizedLayout.Q4_GROUP_BYTES;
 
 import io.github.kvcache4j.kernel.QuantizedLayout;
 import java.lang.foreign.MemorySegment;
@@ -12,7 +13,7 @@ import java.lang.foreign.ValueLayout;
  * of ggml's {@code q4_1} and of KIVI, with float32 scale and minimum).
  *
  * <p>Layout ({@link QuantizedLayout}) of a row of {@code headDim} values ({@code headDim} a multiple of 32): its
- * {@code headDim / 32} groups one after the other, {@value #GROUP_BYTES} bytes each,
+ * {@code headDim / 32} groups one after the other, {@value QuantizedLayout#Q4_GROUP_BYTES} bytes each,
  *
  * <pre>
  * offset 0   float32 (little-endian)  d: the scale
@@ -29,8 +30,6 @@ import java.lang.foreign.ValueLayout;
  */
 public final class Q4 {
 
-    /** Bytes per group: the float32 scale and minimum and 32 four-bit codes. */
-    public static final int GROUP_BYTES = QuantizedLayout.Q4_GROUP_BYTES;
     /** The largest code. */
     public static final int MAX_CODE = 15;
 
@@ -43,7 +42,7 @@ public final class Q4 {
      * @throws IllegalArgumentException if {@code headDim} is not a positive multiple of 32
      */
     public static long rowBytes(int headDim) {
-        return (long) QuantizedLayout.groups(headDim) * GROUP_BYTES;
+        return (long) QuantizedLayout.groups(headDim) * Q4_GROUP_BYTES;
     }
 
     /**
@@ -56,7 +55,7 @@ public final class Q4 {
         int groups = QuantizedLayout.groups(headDim);
         for (int g = 0; g < groups; g++) {
             int base = srcOff + g * GROUP;
-            long at = dstOff + (long) g * GROUP_BYTES;
+            long at = dstOff + (long) g * Q4_GROUP_BYTES;
             float min = Float.POSITIVE_INFINITY;
             float max = Float.NEGATIVE_INFINITY;
             for (int i = 0; i < GROUP; i++) {
@@ -89,7 +88,7 @@ public final class Q4 {
     public static void decode(MemorySegment src, long srcOff, int headDim, float[] dst, int dstOff) {
         int groups = QuantizedLayout.groups(headDim);
         for (int g = 0; g < groups; g++) {
-            long at = srcOff + (long) g * GROUP_BYTES;
+            long at = srcOff + (long) g * Q4_GROUP_BYTES;
             float d = src.get(F32, at + QuantizedLayout.Q4_SCALE);
             float min = src.get(F32, at + QuantizedLayout.Q4_MIN);
             int base = dstOff + g * GROUP;
@@ -103,6 +102,6 @@ public final class Q4 {
 
     /** Returns the scale {@code d} of group {@code group} of the row at {@code rowOff}. */
     public static float scale(MemorySegment src, long rowOff, int group) {
-        return src.get(F32, rowOff + (long) group * GROUP_BYTES + QuantizedLayout.Q4_SCALE);
+        return src.get(F32, rowOff + (long) group * Q4_GROUP_BYTES + QuantizedLayout.Q4_SCALE);
     }
 }

@@ -2,6 +2,7 @@ package io.github.kvcache4j.store;
 
 import static io.github.kvcache4j.kernel.QuantizedLayout.F32;
 import static io.github.kvcache4j.kernel.QuantizedLayout.GROUP;
+import static io.github.kvcache4j.kernel.QuantizedLayout.Q8_GROUP_BYTES;
 
 import io.github.kvcache4j.kernel.QuantizedLayout;
 import java.lang.foreign.MemorySegment;
@@ -12,7 +13,7 @@ import java.lang.foreign.ValueLayout;
  * {@code q8_0}, with a float32 scale).
  *
  * <p>Layout ({@link QuantizedLayout}) of a row of {@code headDim} values ({@code headDim} a multiple of 32): its
- * {@code headDim / 32} groups one after the other, {@value #GROUP_BYTES} bytes each,
+ * {@code headDim / 32} groups one after the other, {@value QuantizedLayout#Q8_GROUP_BYTES} bytes each,
  *
  * <pre>
  * offset 0   float32 (little-endian)  d: the scale
@@ -27,8 +28,6 @@ import java.lang.foreign.ValueLayout;
  */
 public final class Q8 {
 
-    /** Bytes per group: the float32 scale and 32 codes. */
-    public static final int GROUP_BYTES = QuantizedLayout.Q8_GROUP_BYTES;
     /** The largest code magnitude. */
     public static final int MAX_CODE = 127;
 
@@ -41,7 +40,7 @@ public final class Q8 {
      * @throws IllegalArgumentException if {@code headDim} is not a positive multiple of 32
      */
     public static long rowBytes(int headDim) {
-        return (long) QuantizedLayout.groups(headDim) * GROUP_BYTES;
+        return (long) QuantizedLayout.groups(headDim) * Q8_GROUP_BYTES;
     }
 
     /**
@@ -54,7 +53,7 @@ public final class Q8 {
         int groups = QuantizedLayout.groups(headDim);
         for (int g = 0; g < groups; g++) {
             int base = srcOff + g * GROUP;
-            long at = dstOff + (long) g * GROUP_BYTES;
+            long at = dstOff + (long) g * Q8_GROUP_BYTES;
             float amax = 0;
             for (int i = 0; i < GROUP; i++) {
                 assert Float.isFinite(src[base + i]) : "src[" + (base + i) + "] = " + src[base + i];
@@ -78,7 +77,7 @@ public final class Q8 {
     public static void decode(MemorySegment src, long srcOff, int headDim, float[] dst, int dstOff) {
         int groups = QuantizedLayout.groups(headDim);
         for (int g = 0; g < groups; g++) {
-            long at = srcOff + (long) g * GROUP_BYTES;
+            long at = srcOff + (long) g * Q8_GROUP_BYTES;
             float d = src.get(F32, at + QuantizedLayout.Q8_SCALE);
             int base = dstOff + g * GROUP;
             for (int i = 0; i < GROUP; i++) {
@@ -89,6 +88,6 @@ public final class Q8 {
 
     /** Returns the scale {@code d} of group {@code group} of the row at {@code rowOff}. */
     public static float scale(MemorySegment src, long rowOff, int group) {
-        return src.get(F32, rowOff + (long) group * GROUP_BYTES + QuantizedLayout.Q8_SCALE);
+        return src.get(F32, rowOff + (long) group * Q8_GROUP_BYTES + QuantizedLayout.Q8_SCALE);
     }
 }
