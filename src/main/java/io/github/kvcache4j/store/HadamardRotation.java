@@ -63,11 +63,6 @@ public final class HadamardRotation {
         return seed;
     }
 
-    /** Returns the sign {@code s_i} of element {@code i}. */
-    public float sign(int i) {
-        return signs[i];
-    }
-
     /** Replaces {@code x[offset .. offset + headDim)} by {@code H·D·x / √b}. */
     public void rotate(float[] x, int offset) {
         for (int i = 0; i < headDim; i++) {

@@ -64,7 +64,7 @@ public final class Q4 {
                 max = Math.max(max, src[base + i]);
             }
             // In double: max − min of two floats can exceed the float range.
-            float d = QuantGroups.scaleAtMost(((double) max - min) / MAX_CODE);
+            float d = QuantScale.scaleAtMost(((double) max - min) / MAX_CODE);
             double inverse = d == 0 ? 0 : 1.0 / d;
             dst.set(F32, at + QuantizedLayout.Q4_SCALE, d);
             dst.set(F32, at + QuantizedLayout.Q4_MIN, min);

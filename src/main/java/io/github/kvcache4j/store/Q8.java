@@ -59,7 +59,7 @@ public final class Q8 {
                 assert Float.isFinite(src[base + i]) : "src[" + (base + i) + "] = " + src[base + i];
                 amax = Math.max(amax, Math.abs(src[base + i]));
             }
-            float d = QuantGroups.scaleAtMost(amax / (double) MAX_CODE);
+            float d = QuantScale.scaleAtMost(amax / (double) MAX_CODE);
             double inverse = d == 0 ? 0 : 1.0 / d;
             dst.set(F32, at + QuantizedLayout.Q8_SCALE, d);
             for (int i = 0; i < GROUP; i++) {

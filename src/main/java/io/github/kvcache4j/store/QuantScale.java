@@ -1,9 +1,9 @@
 package io.github.kvcache4j.store;
 
 /** The scale rounding that {@link Q8} and {@link Q4} share. */
-final class QuantGroups {
+final class QuantScale {
 
-    private QuantGroups() {
+    private QuantScale() {
     }
 
     /**
