@@ -116,6 +116,15 @@ class QuantizedFormatsTest {
         }
     }
 
+    /** Asserts the formats' bound {@code |x_i − y_i| ≤ d/2 + maxCode·ulp(d) + ulp(y_i)/2} over group {@code g}. */
+    private static void assertGroupWithinBound(float[] x, float[] y, int g, float d, int maxCode, String what) {
+        for (int i = g * 32; i < g * 32 + 32; i++) {
+            double bound = d / 2.0 + maxCode * (double) Math.ulp(d) + Math.ulp(y[i]) / 2.0;
+            assertTrue(Float.isFinite(y[i]) && Math.abs((double) x[i] - y[i]) <= bound,
+                    what + ": x[" + i + "] = " + x[i] + " decoded " + y[i] + ", bound " + bound);
+        }
+    }
+
     @Test
     void q8DecodesWithinHalfAScaleOfEveryElement() {
         long seed = Seeds.fresh("q8DecodesWithinHalfAScaleOfEveryElement");
@@ -135,11 +144,7 @@ class QuantizedFormatsTest {
                     float d = Q8.scale(seg, 0, g);
                     String what = row.getKey() + " group " + g + ", seed " + seed;
                     assertTrue(d <= amax / 127 && Math.nextUp(d) > amax / 127, what + ": scale " + d);
-                    for (int i = g * 32; i < g * 32 + 32; i++) {
-                        double bound = d / 2.0 + 127.0 * Math.ulp(d) + Math.ulp(y[i]) / 2.0;
-                        assertTrue(Float.isFinite(y[i]) && Math.abs((double) x[i] - y[i]) <= bound,
-                                what + ": x[" + i + "] = " + x[i] + " decoded " + y[i] + ", bound " + bound);
-                    }
+                    assertGroupWithinBound(x, y, g, d, 127, what);
                 }
             }
         }
@@ -167,11 +172,7 @@ class QuantizedFormatsTest {
                     String what = row.getKey() + " group " + g + ", seed " + seed;
                     assertEquals(min, seg.get(F32, g * 24L + 4), what + ": minimum");
                     assertTrue(d <= (max - min) / 15 && Math.nextUp(d) > (max - min) / 15, what + ": scale " + d);
-                    for (int i = g * 32; i < g * 32 + 32; i++) {
-                        double bound = d / 2.0 + 15.0 * Math.ulp(d) + Math.ulp(y[i]) / 2.0;
-                        assertTrue(Float.isFinite(y[i]) && Math.abs((double) x[i] - y[i]) <= bound,
-                                what + ": x[" + i + "] = " + x[i] + " decoded " + y[i] + ", bound " + bound);
-                    }
+                    assertGroupWithinBound(x, y, g, d, 15, what);
                 }
             }
         }
