@@ -27,8 +27,8 @@ final class LearnedFeatureMap implements FeatureMap {
      * The largest weight magnitude a file may hold. Trained weights are orders of magnitude smaller;
      * the bound keeps the map exact over every input a model produces: with dimensions up to
      * {@code 2^16} and {@code |x_i| ≤ 2^62}, the hidden sums stay below {@code 2^95} and the outputs
-     * below {@code 2^128}, inside the float range, so every feature is the float64 evaluation
-     * rounded to float.
+     * below {@code 2^128}, inside the float range, so every feature equals the float64 evaluation
+     * up to the float rounding of the hidden values and of the result.
      */
     static final float MAX_WEIGHT = 1 << 16;
 
