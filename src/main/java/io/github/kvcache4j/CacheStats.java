@@ -12,10 +12,15 @@ import java.util.Objects;
  *     (layer, kv-head) buffers
  * @param residentBytes bytes of stored key and value rows now resident (each stored row counted
  *     once, also when several layers read it)
- * @param reservedBytes bytes reserved off-heap for rows; 0 after {@link KvCache#close()}
+ * @param reservedBytes bytes reserved off-heap for this cache alone: its private pool's (a cache
+ *     made by {@link KvCache#create(KvCacheConfig)}), 0 for a cache drawing on a shared
+ *     {@link KvPool}; 0 after {@link KvCache#close()}
  * @param stateBytes bytes of auxiliary state (the LESS residual), 0 without it
+ * @param heldBytes bytes of the pool blocks the cache holds now: {@code ceil(resident / 64)}
+ *     blocks per (source layer, kv-head) buffer; what the cache costs its pool
  */
-public record CacheStats(int[][] resident, long evicted, long residentBytes, long reservedBytes, long stateBytes) {
+public record CacheStats(int[][] resident, long evicted, long residentBytes, long reservedBytes, long stateBytes,
+                         long heldBytes) {
 
     /** Copies {@code resident} so the snapshot cannot change. */
     public CacheStats {
@@ -58,12 +63,13 @@ public record CacheStats(int[][] resident, long evicted, long residentBytes, lon
     public boolean equals(Object o) {
         return o instanceof CacheStats s && Arrays.deepEquals(resident, s.resident) && evicted == s.evicted
                 && residentBytes == s.residentBytes && reservedBytes == s.reservedBytes
-                && stateBytes == s.stateBytes;
+                && stateBytes == s.stateBytes && heldBytes == s.heldBytes;
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(Arrays.deepHashCode(resident), evicted, residentBytes, reservedBytes, stateBytes);
+        return Objects.hash(Arrays.deepHashCode(resident), evicted, residentBytes, reservedBytes, stateBytes,
+                heldBytes);
     }
 
     /**
@@ -77,6 +83,7 @@ public record CacheStats(int[][] resident, long evicted, long residentBytes, lon
                 .append(", residentBytes=").append(residentBytes)
                 .append(", reservedBytes=").append(reservedBytes)
                 .append(", stateBytes=").append(stateBytes)
+                .append(", heldBytes=").append(heldBytes)
                 .append(", perLayer=[");
         for (int l = 0; l < resident.length; l++) {
             int[] heads = resident[l];

@@ -69,25 +69,28 @@ final class Eviction {
     }
 
     /**
-     * Chooses, per kv-head of source {@code layer}, the victims an append of {@code tokens} needs,
-     * and fails before removing any if the policy cannot name them all.
+     * Chooses, per kv-head of source {@code layer}, the victims an append of {@code tokens} needs
+     * so that kv-head {@code h} holds at most {@code limit[h]} tokens afterwards (its capacity, or
+     * less where the pool lends no more blocks), and fails before removing any if the policy
+     * cannot name them all.
      *
      * @return whether anything must be removed ({@link #commitRoom})
      */
-    boolean chooseRoom(int layer, int tokens) {
+    boolean chooseRoom(int layer, int tokens, int[] limit) {
         boolean any = false;
         for (int h = 0; h < kvHeads; h++) {
             int b = buffer(layer, h);
             int n = store.size(b);
-            need[h] = n + tokens - capacity;
+            need[h] = n + tokens - limit[h];
             if (need[h] > 0) {
                 int chosen = tracker.chooseVictims(shape.buffer(layer, h), view.of(layer, h, b),
                         EvictionPolicy.Reason.MAKE_ROOM, need[h], victims[h]);
                 checkCount(layer, h, chosen, need[h]);
                 if (chosen < need[h]) {
                     throw new IllegalStateException("appending " + tokens + " tokens to layer " + layer
-                            + " needs " + need[h] + " free slots of kv-head " + h + " (capacity "
-                            + capacity + ", resident " + n + "), but policy " + policyName
+                            + " needs " + need[h] + " free slots of kv-head " + h + " ("
+                            + (limit[h] < capacity ? "room " + limit[h] + " in the blocks the pool lends, " : "")
+                            + "capacity " + capacity + ", resident " + n + "), but policy " + policyName
                             + " can evict only " + chosen);
                 }
                 checkVictims(layer, h, victims[h], chosen, n);
@@ -123,6 +126,7 @@ final class Eviction {
                 checkVictims(layer, h, victims[h], chosen, n);
                 try {
                     evictSwap(layer, h, victims[h], chosen);
+                    store.trim(b);
                 } catch (RuntimeException | Error e) {
                     failure.record(e);
                     throw e;
@@ -151,6 +155,7 @@ final class Eviction {
                 checkVictims(l, h, v, chosen, n);
                 try {
                     retainAllBut(l, h, b, v, chosen, n);
+                    store.trim(b);
                 } catch (RuntimeException | Error e) {
                     failure.record(e);
                     throw e;

@@ -97,7 +97,7 @@ final class HeadAttention implements Runnable {
             Arrays.fill(out, at, at + group * headDim, 0f);
             return;
         }
-        kernels.attend(call.slots(store.keys(b), store.values(b), store.dtype(), visible)
+        kernels.attend(call.slots(store.keyBlocks(b), store.valueBlocks(b), store.dtype(), visible)
                 .queries(queries, at, group, scale).mask(mask, queryPosition)
                 .weights(weights, stride, keepWeights).output(out, at, maxAndSum));
         if (less != null && !less.isEmpty(b)) {

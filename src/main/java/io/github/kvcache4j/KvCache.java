@@ -37,7 +37,21 @@ public interface KvCache extends AutoCloseable {
      * @throws IllegalArgumentException if the policy cannot serve the config's shape
      */
     static KvCache create(KvCacheConfig config) {
-        return new OffHeapKvCache(Objects.requireNonNull(config, "config"));
+        return new OffHeapKvCache(Objects.requireNonNull(config, "config"), null);
+    }
+
+    /**
+     * Creates a cache whose keys and values live in blocks of {@code pool}, shared with other
+     * caches: it holds only the blocks its resident tokens need and gives every emptied block
+     * back. What an append does when the pool has no free block is
+     * {@link KvCacheConfig#poolExhaustion()}.
+     *
+     * @throws NullPointerException if an argument is null
+     * @throws IllegalArgumentException if the pool's blocks are for another head dimension or
+     *     storage type, or the policy cannot serve the config's shape
+     */
+    static KvCache create(KvCacheConfig config, KvPool pool) {
+        return new OffHeapKvCache(Objects.requireNonNull(config, "config"), Objects.requireNonNull(pool, "pool"));
     }
 
     /** Returns the configuration this cache was created with. */
@@ -50,6 +64,8 @@ public interface KvCache extends AutoCloseable {
      * @param values {@code kvHeads * headDim} floats
      * @throws IllegalArgumentException if an argument is out of range (the message names it)
      * @throws IllegalStateException if the cache is closed or failed, or the policy cannot make room
+     * @throws PoolExhaustedException if a shared pool has no block for the token (the cache is
+     *     unchanged)
      */
     default void append(int layer, int position, float[] keys, float[] values) {
         append(layer, position, 1, keys, values);
@@ -64,6 +80,8 @@ public interface KvCache extends AutoCloseable {
      * @param values {@code tokens * kvHeads * headDim} floats, token-major
      * @throws IllegalArgumentException if an argument is out of range (the message names it)
      * @throws IllegalStateException if the cache is closed or failed, or the policy cannot make room
+     * @throws PoolExhaustedException if a shared pool has no block for the chunk (the cache is
+     *     unchanged)
      */
     void append(int layer, int firstPosition, int tokens, float[] keys, float[] values);
 
@@ -152,7 +170,11 @@ public interface KvCache extends AutoCloseable {
      */
     int read(int layer, int kvHead, float[] keys, float[] values);
 
-    /** Releases the off-heap memory. Idempotent; every later call but this and stats fails. */
+    /**
+     * Releases the off-heap memory (a shared pool gets its blocks back). Idempotent; every later
+     * call but this and stats fails. With a shared pool, close must not race a call of the same
+     * cache on another thread.
+     */
     @Override
     void close();
 }

@@ -22,6 +22,7 @@ public final class KvCacheConfig {
     private final DType dtype;
     private final EvictionPolicy policy;
     private final Executor executor;
+    private final KvPool.Exhaustion poolExhaustion;
     private final SharingPlan sharing;
     private final FeatureMap less;
 
@@ -43,6 +44,7 @@ public final class KvCacheConfig {
                     + policy.protectedTokens() + " tokens policy " + policy.name() + " protects");
         }
         this.executor = b.executor;
+        this.poolExhaustion = Objects.requireNonNull(b.poolExhaustion, "poolExhaustion");
         this.sharing = b.kvSourceLayers == null ? SharingPlan.identity(layers) : validSources(b.kvSourceLayers, layers);
         this.less = b.less;
         if (less != null) {
@@ -98,7 +100,7 @@ public final class KvCacheConfig {
     /** Returns a builder initialised from this config. */
     public Builder toBuilder() {
         return new Builder().layers(layers).kvHeads(kvHeads).queryHeads(queryHeads).headDim(headDim)
-                .capacity(capacity).dtype(dtype).policy(policy).executor(executor)
+                .capacity(capacity).dtype(dtype).policy(policy).executor(executor).poolExhaustion(poolExhaustion)
                 .sharing(sharing).less(less);
     }
 
@@ -140,6 +142,11 @@ public final class KvCacheConfig {
     /** Returns the eviction policy. */
     public EvictionPolicy policy() {
         return policy;
+    }
+
+    /** Returns what an append does when a shared {@link KvPool} has no free block. */
+    public KvPool.Exhaustion poolExhaustion() {
+        return poolExhaustion;
     }
 
     /** Returns the executor attention fans out on, or null to run on the calling thread. */
@@ -197,6 +204,7 @@ public final class KvCacheConfig {
         private DType dtype = DType.F32;
         private EvictionPolicy policy = Policies.full();
         private Executor executor;
+        private KvPool.Exhaustion poolExhaustion = KvPool.Exhaustion.THROW;
         private int[] kvSourceLayers;
         private FeatureMap less;
 
@@ -242,6 +250,15 @@ public final class KvCacheConfig {
         /** Sets the eviction policy (default {@link Policies#full()}). */
         public Builder policy(EvictionPolicy policy) {
             this.policy = policy;
+            return this;
+        }
+
+        /**
+         * Sets what an append does when the cache's shared {@link KvPool} has no free block
+         * (default {@link KvPool.Exhaustion#THROW}). A cache with a private pool never runs out.
+         */
+        public Builder poolExhaustion(KvPool.Exhaustion exhaustion) {
+            this.poolExhaustion = exhaustion;
             return this;
         }
 

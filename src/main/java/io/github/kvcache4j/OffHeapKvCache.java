@@ -4,6 +4,7 @@ import io.github.kvcache4j.kernel.KernelProvider;
 import io.github.kvcache4j.kernel.Kernels;
 import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.sharing.SharingPlan;
+import io.github.kvcache4j.store.BlockPool;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
 import java.lang.foreign.MemorySegment;
@@ -22,6 +23,8 @@ final class OffHeapKvCache implements KvCache {
 
     private static final Logger LOG = LoggerFactory.getLogger(KvCache.class);
     private static final Cleaner CLEANER = Cleaner.create();
+    /** The most blocks one pool holds (its tables are Java arrays). */
+    private static final long MAX_BLOCKS = Integer.MAX_VALUE - 8;
 
     private final KvCacheConfig config;
     private final Arguments args;
@@ -39,6 +42,8 @@ final class OffHeapKvCache implements KvCache {
     private final Eviction eviction;
     private final HeadAttention[] heads;
     private final FanOut fanOut;
+    /** Per kv-head, the most tokens the append being checked may leave resident. */
+    private final int[] limit;
     private final float[] rowKeys;
     private final float[] rowValues;
     private final FloatRows.OfArray keysArray = new FloatRows.OfArray();
@@ -52,7 +57,7 @@ final class OffHeapKvCache implements KvCache {
     private final Failure failure = new Failure();
     private volatile boolean closed;
 
-    OffHeapKvCache(KvCacheConfig config) {
+    OffHeapKvCache(KvCacheConfig config, KvPool shared) {
         this.config = config;
         this.args = new Arguments(config);
         this.plan = config.sharing();
@@ -73,7 +78,13 @@ final class OffHeapKvCache implements KvCache {
         this.less = config.less() == null ? null : new LessState(config.less(), buffers);
         // Off-heap memory last: a policy that rejects the shape, or a failed heap allocation,
         // must not leave a reserved arena behind.
-        this.store = new KvStore(buffers, headDim, config.capacity(), config.dtype());
+        if (shared != null && (shared.headDim() != headDim || shared.dtype() != config.dtype())) {
+            throw new IllegalArgumentException("pool: its blocks hold " + shared.headDim() + " " + shared.dtype()
+                    + " elements per row, the config " + headDim + " " + config.dtype());
+        }
+        BlockPool pool = shared != null ? shared.blocks() : privatePool(buffers, config);
+        this.store = new KvStore(buffers, headDim, config.capacity(), config.dtype(), pool, shared == null);
+        this.limit = new int[kvHeads];
         this.view = new TrackerViews.Buffer(store);
         this.attention = new TrackerViews.Weights(config.groupSize(), KeyTiles.roundToTiles(config.capacity()));
         this.eviction = new Eviction(config, store, shape, tracker, view, less, failure);
@@ -83,6 +94,17 @@ final class OffHeapKvCache implements KvCache {
         }
         this.fanOut = config.executor() == null ? null : new FanOut(config.executor(), heads);
         this.cleanable = CLEANER.register(this, new Leak(store));
+    }
+
+    /** A pool with blocks for every buffer at full capacity: what a cache without a shared pool reserves. */
+    private static BlockPool privatePool(int buffers, KvCacheConfig config) {
+        long blocks = (long) buffers * KvStore.blocksFor(config.capacity());
+        if (blocks > MAX_BLOCKS) {
+            throw new IllegalArgumentException("the cache needs " + blocks + " blocks of "
+                    + KvPool.BLOCK_TOKENS + " tokens (source layers x kvHeads x ceil(capacity / "
+                    + KvPool.BLOCK_TOKENS + ")), more than a pool holds (" + MAX_BLOCKS + ")");
+        }
+        return new BlockPool((long) config.headDim() * config.dtype().bytes(), (int) blocks);
     }
 
     @Override
@@ -120,12 +142,21 @@ final class OffHeapKvCache implements KvCache {
         int row = kvHeads * headDim;
         args.checkStorable(keys, (long) tokens * row);
         args.checkStorable(values, (long) tokens * row);
-        boolean evict = eviction.chooseRoom(layer, tokens);
+        int base = plan.storageIndex(layer) * kvHeads;
+        boolean evict;
+        try {
+            lendBlocks(layer, base, tokens);
+            evict = eviction.chooseRoom(layer, tokens, limit);
+        } catch (RuntimeException | Error e) {
+            for (int h = 0; h < kvHeads; h++) {
+                store.trim(base + h);
+            }
+            throw e;
+        }
         try {
             if (evict) {
                 eviction.commitRoom(layer);
             }
-            int base = plan.storageIndex(layer) * kvHeads;
             for (int t = 0; t < tokens; t++) {
                 int position = firstPosition + t;
                 keys.copyTo((long) t * row, rowKeys, row);
@@ -139,9 +170,42 @@ final class OffHeapKvCache implements KvCache {
                 }
             }
             lastPosition[layer] = firstPosition + tokens - 1;
+            for (int h = 0; h < kvHeads; h++) {
+                store.trim(base + h);
+            }
         } catch (RuntimeException | Error e) {
             failure.record(e);
             throw e;
+        }
+    }
+
+    /**
+     * Takes from the pool the blocks each kv-head of {@code layer} needs to hold
+     * {@code min(resident + tokens, capacity)} tokens, and sets {@link #limit} to what it may
+     * hold. With {@link KvPool.Exhaustion#THROW} a pool that falls short fails the append; with
+     * {@code EVICT} the limit shrinks to the blocks the kv-head holds and the policy makes room.
+     */
+    private void lendBlocks(int layer, int base, int tokens) {
+        int capacity = config.capacity();
+        for (int h = 0; h < kvHeads; h++) {
+            int b = base + h;
+            int wanted = Math.min(store.size(b) + tokens, capacity);
+            if (store.ensure(b, wanted)) {
+                limit[h] = capacity;
+                continue;
+            }
+            int room = store.heldBlocks(b) * KvPool.BLOCK_TOKENS;
+            boolean evict = config.poolExhaustion() == KvPool.Exhaustion.EVICT;
+            if (!evict || room < tokens) {
+                PoolStats p = new PoolStats(store.pool().blocks(), store.pool().usedBlocks(),
+                        store.pool().peakBlocks(), store.pool().blockBytes());
+                throw new PoolExhaustedException("appending " + tokens + " tokens to layer " + layer + ", kv-head "
+                        + h + " needs " + (KvStore.blocksFor(wanted) - store.heldBlocks(b)) + " more blocks of "
+                        + p.blockBytes() + " bytes, but the pool of " + p.blocks() + " blocks (" + p.reservedBytes()
+                        + " bytes) lends " + p.usedBlocks() + " (" + p.usedBytes() + " bytes) and has none free"
+                        + (evict ? " (the kv-head holds room for " + room + " tokens only)" : ""));
+            }
+            limit[h] = Math.min(room, capacity);
         }
     }
 
@@ -268,7 +332,7 @@ final class OffHeapKvCache implements KvCache {
             }
         }
         return new CacheStats(resident, eviction.evicted(), residentSlots * store.bytesPerSlot(),
-                store.reservedBytes(), less == null ? 0 : less.bytes());
+                store.reservedBytes(), less == null ? 0 : less.bytes(), closed ? 0 : store.heldBytes());
     }
 
     @Override

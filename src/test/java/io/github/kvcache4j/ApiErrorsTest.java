@@ -190,7 +190,12 @@ class ApiErrorsTest {
                 row("KvCache.create", "knorm skip layer >= layers", iae, "skipLayers entry 5 must be < layers (2)",
                         (c, a) -> KvCache.create(small().policy(Policies.knorm(0, 5)).build())),
                 row("KvCache.create", "more off-heap memory than the machine has", OutOfMemoryError.class,
-                        "Unable to allocate", (c, a) -> KvCache.create(KvCacheConfig.builder().layers(1 << 20).kvHeads(1)
+                        "Unable to allocate", (c, a) -> KvCache.create(KvCacheConfig.builder().layers(1 << 14).kvHeads(1)
+                                .queryHeads(1).headDim(2048).capacity(1 << 19).build())),
+                row("KvCache.create", "more blocks than a pool holds", iae,
+                        "the cache needs 8589934592 blocks of 64 tokens (source layers x kvHeads x ceil(capacity / 64)),"
+                                + " more than a pool holds (2147483639)",
+                        (c, a) -> KvCache.create(KvCacheConfig.builder().layers(1 << 20).kvHeads(1)
                                 .queryHeads(1).headDim(2048).capacity(1 << 19).build())),
                 // append(layer, position, keys, values) and the float[] chunk form
                 row("append", "closed", ise, "cache is closed", closed((c, a) -> c.append(0, 20, floats(row), floats(row)))),
@@ -353,7 +358,7 @@ class ApiErrorsTest {
                 row("Policies.snapKv", "kernel even or < 1", iae, "kernel must be odd and >= 1, got 4",
                         (c, a) -> Policies.snapKv(8, 4)),
                 // CacheStats
-                row("CacheStats", "resident null", npe, "resident", (c, a) -> new CacheStats(null, 0, 0, 0, 0)),
+                row("CacheStats", "resident null", npe, "resident", (c, a) -> new CacheStats(null, 0, 0, 0, 0, 0)),
                 row("CacheStats.resident", "index out of range", ArrayIndexOutOfBoundsException.class,
                         "Index 3 out of bounds for length 3", (c, a) -> c.stats().resident(3, 0)));
     }

@@ -250,8 +250,8 @@ class KvCacheTest {
     void statsCountBytesAndCloseReleasesThem() {
         KvCacheConfig config = shape(3, 2, 4, 64, 100).dtype(DType.F16).build();
         KvCache cache = KvCache.create(config);
-        // keys are reserved in whole tiles of 64 slots: 128 key rows and 100 value rows per buffer
-        assertEquals(3L * 2 * (128 + 100) * 64 * 2, cache.stats().reservedBytes());
+        // a private pool of whole blocks of 64 slots: 128 key rows and 128 value rows per buffer
+        assertEquals(3L * 2 * (128 + 128) * 64 * 2, cache.stats().reservedBytes());
         cache.append(1, 0, 7, new float[7 * 2 * 64], new float[7 * 2 * 64]);
         assertEquals(7L * 2 * 2 * 64 * 2, cache.stats().residentBytes());
         cache.reset();

@@ -15,8 +15,8 @@ public final class AttentionCall {
 
     final int headDim;
     final Workspace workspace;
-    MemorySegment keys;
-    MemorySegment values;
+    MemorySegment[] keyBlocks;
+    MemorySegment[] valueBlocks;
     DType dtype;
     int n;
     float[] queries;
@@ -46,17 +46,21 @@ public final class AttentionCall {
     }
 
     /**
-     * Sets the slots to attend over: the first {@code n} stored keys and values.
+     * Sets the slots to attend over: the first {@code n} stored keys and values, read through a
+     * block table. Block {@code i} holds slots {@code [i·TILE, (i+1)·TILE)}: {@code keyBlocks[i]}
+     * is one key tile in the {@link KeyTiles} layout (dimension-major, {@code [dim][TILE]}) and
+     * {@code valueBlocks[i]} the tile's value rows {@code [slot % TILE][headDim]}. Blocks may lie
+     * anywhere in memory; the arrays are read, not copied.
      *
-     * @param keys stored keys in the {@link KeyTiles} layout, at least {@code roundToTiles(n)} rows
-     * @param values stored value rows {@code [slot][headDim]}, at least {@code n} rows
+     * @param keyBlocks key tiles, at least {@code ceil(n / TILE)} of them
+     * @param valueBlocks value blocks, as many
      * @param dtype storage type of keys and values
      * @param n number of slots, {@code n >= 1}
      * @return this
      */
-    public AttentionCall slots(MemorySegment keys, MemorySegment values, DType dtype, int n) {
-        this.keys = keys;
-        this.values = values;
+    public AttentionCall slots(MemorySegment[] keyBlocks, MemorySegment[] valueBlocks, DType dtype, int n) {
+        this.keyBlocks = keyBlocks;
+        this.valueBlocks = valueBlocks;
         this.dtype = dtype;
         this.n = n;
         return this;
@@ -129,7 +133,7 @@ public final class AttentionCall {
      * assert it on entry; it allocates only for the message.
      */
     String violation() {
-        if (keys == null || values == null || dtype == null || queries == null || weights == null
+        if (keyBlocks == null || valueBlocks == null || dtype == null || queries == null || weights == null
                 || maxAndSum == null || out == null) {
             return "slots, queries, weights and output must all be set";
         }
@@ -137,13 +141,17 @@ public final class AttentionCall {
             return "n and group must be >= 1, got " + n + " and " + group;
         }
         int tiled = KeyTiles.roundToTiles(n);
-        long keyBytes = (long) tiled * headDim * dtype.bytes();
-        if (keys.byteSize() < keyBytes) {
-            return "keys hold " + keys.byteSize() + " bytes, " + n + " slots in whole tiles need " + keyBytes;
+        int blocks = tiled / KeyTiles.TILE;
+        if (keyBlocks.length < blocks || valueBlocks.length < blocks) {
+            return keyBlocks.length + " key and " + valueBlocks.length + " value blocks, " + n + " slots need "
+                    + blocks;
         }
-        long valueBytes = (long) n * headDim * dtype.bytes();
-        if (values.byteSize() < valueBytes) {
-            return "values hold " + values.byteSize() + " bytes, " + n + " slots need " + valueBytes;
+        long tileBytes = (long) KeyTiles.TILE * headDim * dtype.bytes();
+        for (int i = 0; i < blocks; i++) {
+            if (keyBlocks[i] == null || keyBlocks[i].byteSize() < tileBytes
+                    || valueBlocks[i] == null || valueBlocks[i].byteSize() < tileBytes) {
+                return "block " + i + " is missing or smaller than a tile of " + tileBytes + " bytes";
+            }
         }
         long headFloats = (long) group * headDim;
         if (queryOffset < 0 || queryOffset + headFloats > queries.length) {

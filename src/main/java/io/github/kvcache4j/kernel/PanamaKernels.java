@@ -78,8 +78,8 @@ final class PanamaKernels implements Kernels {
     @Override
     public void attend(AttentionCall call) {
         assert call.violation() == null : call.violation();
-        final MemorySegment keys = call.keys;
-        final MemorySegment values = call.values;
+        final MemorySegment[] keyBlocks = call.keyBlocks;
+        final MemorySegment[] valueBlocks = call.valueBlocks;
         final DType dtype = call.dtype;
         final int n = call.n;
         final float[] q = call.queries;
@@ -107,8 +107,9 @@ final class PanamaKernels implements Kernels {
         for (int c0 = 0; c0 < n; c0 += CHUNK) {
             int end = Math.min(n, c0 + CHUNK);
             for (int t0 = c0; t0 < end; t0 += TILE) {
+                MemorySegment keys = keyBlocks[t0 / TILE];
                 MemorySegment src = keys;
-                long first = (long) t0 * d;
+                long first = 0;
                 if (halfInRegisters) {
                     for (int g = 0; g < group; g += 4) {
                         scores4x4Half(keys, bf16, first, d, q, qOff + g * d, scale, w, g * stride + t0, stride);
@@ -138,8 +139,9 @@ final class PanamaKernels implements Kernels {
                 for (int g = 0; g < group; g++) {
                     maxAndSum[2 * g + 1] += exponentials(w, g * stride + j0, rows, maxAndSum[2 * g], workspace.lanes);
                 }
+                MemorySegment values = valueBlocks[j0 / TILE];
                 MemorySegment src = values;
-                long first = (long) j0 * d;
+                long first = 0;
                 if (halfInRegisters) {
                     int passes = d / (4 * L);
                     for (int p = 0; p < passes; p++) {

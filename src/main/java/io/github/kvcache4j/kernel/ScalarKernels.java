@@ -37,8 +37,8 @@ final class ScalarKernels implements Kernels {
     @Override
     public void attend(AttentionCall call) {
         assert call.violation() == null : call.violation();
-        final MemorySegment keys = call.keys;
-        final MemorySegment values = call.values;
+        final MemorySegment[] keyBlocks = call.keyBlocks;
+        final MemorySegment[] valueBlocks = call.valueBlocks;
         final DType dtype = call.dtype;
         final int n = call.n;
         final int headDim = call.headDim;
@@ -55,12 +55,14 @@ final class ScalarKernels implements Kernels {
         final int outOff = call.outOffset;
         for (int j = 0; j < n; j++) {
             boolean masked = positions != null && positions[j] > queryPosition;
+            MemorySegment keys = keyBlocks[j / KeyTiles.TILE];
+            int inTile = j % KeyTiles.TILE;
             for (int g = 0; g < group; g++) {
                 float s = 0f;
                 if (!masked) {
                     int qg = qOff + g * headDim;
                     for (int i = 0; i < headDim; i++) {
-                        s += q[qg + i] * element(keys, dtype, KeyTiles.keyIndex(j, i, headDim));
+                        s += q[qg + i] * element(keys, dtype, KeyTiles.keyIndex(inTile, i, headDim));
                     }
                 }
                 w[g * stride + j] = masked ? Float.NEGATIVE_INFINITY : scale * s;
@@ -83,8 +85,10 @@ final class ScalarKernels implements Kernels {
         }
         Arrays.fill(out, outOff, outOff + group * headDim, 0f);
         for (int j = 0; j < n; j++) {
+            MemorySegment values = valueBlocks[j / KeyTiles.TILE];
+            long row = (long) (j % KeyTiles.TILE) * headDim;
             for (int i = 0; i < headDim; i++) {
-                float v = element(values, dtype, (long) j * headDim + i);
+                float v = element(values, dtype, row + i);
                 for (int g = 0; g < group; g++) {
                     out[outOff + g * headDim + i] += w[g * stride + j] * v;
                 }

@@ -2,82 +2,82 @@ package io.github.kvcache4j.store;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.layout.KeyTiles;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 /**
- * Off-heap slot storage for a set of (layer, kv-head) buffers. Each buffer holds up to
- * {@code capacity} resident tokens: a key and a value of {@code headDim} elements in the storage
- * {@link DType}, and the token's absolute position. Values are rows; keys are tiled as
- * {@link KeyTiles} describes. All memory is reserved once, 64-byte
- * aligned, from one shared {@link Arena} and released by {@link #close()}.
+ * Slot storage for a set of (layer, kv-head) buffers in blocks from a {@link BlockPool}. Each
+ * buffer holds up to {@code capacity} resident tokens: a key and a value of {@code headDim}
+ * elements in the storage {@link DType}, and the token's absolute position. A buffer is a block
+ * table: slot {@code s} lives in block {@code s / TILE}, its key in the block's key tile
+ * ({@link KeyTiles} layout), its value in the block's value rows.
  *
- * <p>Slots {@code [0, size)} of a buffer are resident. Removing a slot moves the last resident
- * slot into its place (O(headDim)); {@link #retain} compacts in order. Not thread-safe for writes.
+ * <p>Slots {@code [0, size)} of a buffer are resident, so at most one block of a buffer is partly
+ * used. A buffer gets blocks through {@link #ensure} before tokens are appended, and gives every
+ * block beyond {@code ceil(size / TILE)} back with {@link #trim}. Removing a slot moves the last
+ * resident slot into its place (O(headDim)); {@link #retain} compacts in order. Not thread-safe
+ * for writes (the pool is).
  */
 public final class KvStore implements AutoCloseable {
 
-    private static final long ALIGN = 64;
+    private static final int TILE = KeyTiles.TILE;
 
     private final int buffers;
     private final int headDim;
     private final int capacity;
     private final DType dtype;
     private final long rowBytes;
-    private final long keyRegionBytes;
-    private final long valueRegionBytes;
-    private final Arena arena;
-    private final MemorySegment memory;
-    private final MemorySegment[] keys;
-    private final MemorySegment[] values;
+    private final BlockPool pool;
+    private final boolean ownsPool;
+    private final int[][] blockIds;
+    private final MemorySegment[][] keyBlocks;
+    private final MemorySegment[][] valueBlocks;
+    private final int[] held;
     private final int[][] positions;
     private final int[] size;
     /** Whether the resident slots of a buffer are in increasing position order. */
     private final boolean[] ordered;
+    private long heldTotal;
+    private boolean closed;
 
     /**
-     * Reserves storage for {@code buffers} buffers.
+     * Creates {@code buffers} empty buffers whose blocks come from {@code pool}.
      *
-     * @throws IllegalArgumentException if a dimension is not positive or the total overflows
+     * @param ownsPool whether {@link #close()} closes the pool too (a pool private to one cache)
+     * @throws IllegalArgumentException if a dimension is not positive or the pool's blocks do
+     *     not hold rows of {@code headDim} {@code dtype} elements
      */
-    public KvStore(int buffers, int headDim, int capacity, DType dtype) {
+    public KvStore(int buffers, int headDim, int capacity, DType dtype, BlockPool pool, boolean ownsPool) {
         if (buffers <= 0 || headDim <= 0 || capacity <= 0) {
             throw new IllegalArgumentException("buffers, headDim and capacity must be > 0, got "
                     + buffers + ", " + headDim + ", " + capacity);
+        }
+        this.rowBytes = (long) headDim * dtype.bytes();
+        if (pool.tileBytes() != rowBytes * TILE) {
+            throw new IllegalArgumentException("the pool's blocks hold " + pool.tileBytes() / TILE
+                    + "-byte rows, but rows of " + headDim + " " + dtype + " elements take " + rowBytes);
         }
         this.buffers = buffers;
         this.headDim = headDim;
         this.capacity = capacity;
         this.dtype = dtype;
-        this.rowBytes = (long) headDim * dtype.bytes();
-        this.keyRegionBytes = alignUp(rowBytes * KeyTiles.roundToTiles(capacity));
-        this.valueRegionBytes = alignUp(rowBytes * capacity);
-        long total;
-        try {
-            total = Math.multiplyExact(keyRegionBytes + valueRegionBytes, (long) buffers);
-        } catch (ArithmeticException e) {
-            throw new IllegalArgumentException("storage for " + buffers + " buffers of " + capacity
-                    + " slots of " + headDim + " " + dtype + " elements overflows 64 bits");
-        }
-        this.arena = Arena.ofShared();
-        this.memory = arena.allocate(total, ALIGN);
-        this.keys = new MemorySegment[buffers];
-        this.values = new MemorySegment[buffers];
-        for (int b = 0; b < buffers; b++) {
-            long base = b * (keyRegionBytes + valueRegionBytes);
-            keys[b] = memory.asSlice(base, keyRegionBytes);
-            values[b] = memory.asSlice(base + keyRegionBytes, valueRegionBytes);
-        }
+        this.pool = pool;
+        this.ownsPool = ownsPool;
+        int maxBlocks = KeyTiles.roundToTiles(capacity) / TILE;
+        this.blockIds = new int[buffers][maxBlocks];
+        this.keyBlocks = new MemorySegment[buffers][maxBlocks];
+        this.valueBlocks = new MemorySegment[buffers][maxBlocks];
+        this.held = new int[buffers];
         this.positions = new int[buffers][capacity];
         this.size = new int[buffers];
         this.ordered = new boolean[buffers];
         Arrays.fill(ordered, true);
     }
 
-    private static long alignUp(long bytes) {
-        return (bytes + ALIGN - 1) / ALIGN * ALIGN;
+    /** Returns the number of blocks that hold {@code slots} slots. */
+    public static int blocksFor(int slots) {
+        return (slots + TILE - 1) / TILE;
     }
 
     /** Returns the storage type. */
@@ -100,19 +100,29 @@ public final class KvStore implements AutoCloseable {
         return buffers;
     }
 
+    /** Returns the pool the blocks come from. */
+    public BlockPool pool() {
+        return pool;
+    }
+
     /** Returns the resident slots of buffer {@code b}. */
     public int size(int b) {
         return size[b];
     }
 
-    /** Returns the key tiles of buffer {@code b} (room for {@code capacity} keys; the first {@link #size} are resident). */
-    public MemorySegment keys(int b) {
-        return keys[b];
+    /** Returns the block table of buffer {@code b}'s key tiles; entries {@code [0, heldBlocks(b))} are set. */
+    public MemorySegment[] keyBlocks(int b) {
+        return keyBlocks[b];
     }
 
-    /** Returns the value rows of buffer {@code b}. */
-    public MemorySegment values(int b) {
-        return values[b];
+    /** Returns the block table of buffer {@code b}'s value rows. */
+    public MemorySegment[] valueBlocks(int b) {
+        return valueBlocks[b];
+    }
+
+    /** Returns the blocks buffer {@code b} holds. */
+    public int heldBlocks(int b) {
+        return held[b];
     }
 
     /** Returns the slot positions of buffer {@code b}; entries {@code [0, size)} are resident. */
@@ -125,9 +135,14 @@ public final class KvStore implements AutoCloseable {
         return ordered[b];
     }
 
-    /** Returns the bytes reserved for rows, 0 after close. */
+    /** Returns the bytes this store reserved off-heap itself: its private pool's, else 0; 0 after close. */
     public long reservedBytes() {
-        return arena.scope().isAlive() ? memory.byteSize() : 0;
+        return ownsPool && pool.isOpen() ? pool.blockBytes() * pool.blocks() : 0;
+    }
+
+    /** Returns the bytes of the pool blocks the buffers hold now. */
+    public long heldBytes() {
+        return heldTotal * pool.blockBytes();
     }
 
     /** Returns the bytes of one resident token in one buffer (key and value rows). */
@@ -136,14 +151,48 @@ public final class KvStore implements AutoCloseable {
     }
 
     /**
-     * Appends a token to buffer {@code b}: the key from {@code k[kOff..]}, the value from
-     * {@code v[vOff..]}. Returns the slot it was written to.
+     * Gives buffer {@code b} blocks for {@code slots} slots (at most its capacity), taking what
+     * is missing from the pool. Returns false when the pool ran out first; the blocks taken so far
+     * stay with the buffer until {@link #trim}.
+     */
+    public boolean ensure(int b, int slots) {
+        int want = blocksFor(Math.min(slots, capacity));
+        while (held[b] < want) {
+            int id = pool.allocate();
+            if (id < 0) {
+                return false;
+            }
+            int i = held[b]++;
+            blockIds[b][i] = id;
+            keyBlocks[b][i] = pool.keyTile(id);
+            valueBlocks[b][i] = pool.valueTile(id);
+            heldTotal++;
+        }
+        return true;
+    }
+
+    /** Returns to the pool every block of buffer {@code b} beyond the {@code ceil(size / TILE)} it needs. */
+    public void trim(int b) {
+        int need = blocksFor(size[b]);
+        while (held[b] > need) {
+            int i = --held[b];
+            pool.release(blockIds[b][i]);
+            keyBlocks[b][i] = null;
+            valueBlocks[b][i] = null;
+            heldTotal--;
+        }
+    }
+
+    /**
+     * Appends a token to buffer {@code b}, which must hold a block for it ({@link #ensure}): the
+     * key from {@code k[kOff..]}, the value from {@code v[vOff..]}. Returns the slot it went to.
      */
     public int append(int b, float[] k, int kOff, float[] v, int vOff, int position) {
         int slot = size[b];
-        assert slot < capacity : "buffer " + b + " is full";
-        Codec.encode(k, kOff, keys[b], dtype, KeyTiles.keyIndex(slot, 0, headDim), KeyTiles.TILE, headDim);
-        Codec.encode(v, vOff, values[b], dtype, (long) slot * headDim, 1, headDim);
+        assert slot < capacity && slot < held[b] * TILE : "buffer " + b + " has no room for slot " + slot;
+        Codec.encode(k, kOff, keyBlocks[b][slot / TILE], dtype, KeyTiles.keyIndex(slot % TILE, 0, headDim),
+                TILE, headDim);
+        Codec.encode(v, vOff, valueBlocks[b][slot / TILE], dtype, (long) (slot % TILE) * headDim, 1, headDim);
         positions[b][slot] = position;
         size[b] = slot + 1;
         return slot;
@@ -151,17 +200,19 @@ public final class KvStore implements AutoCloseable {
 
     /** Decodes the key of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
     public void readKey(int b, int slot, float[] dst, int off) {
-        Codec.decode(keys[b], dtype, KeyTiles.keyIndex(slot, 0, headDim), KeyTiles.TILE, dst, off, headDim);
+        Codec.decode(keyBlocks[b][slot / TILE], dtype, KeyTiles.keyIndex(slot % TILE, 0, headDim), TILE,
+                dst, off, headDim);
     }
 
     /** Decodes the value of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
     public void readValue(int b, int slot, float[] dst, int off) {
-        Codec.decode(values[b], dtype, (long) slot * headDim, 1, dst, off, headDim);
+        Codec.decode(valueBlocks[b][slot / TILE], dtype, (long) (slot % TILE) * headDim, 1, dst, off, headDim);
     }
 
     /**
      * Removes {@code slot} from buffer {@code b}: the last resident slot moves into its place.
-     * Returns the slot that moved (equal to {@code slot} when it was the last).
+     * Returns the slot that moved (equal to {@code slot} when it was the last). Blocks are kept
+     * until {@link #trim}.
      */
     public int removeSwap(int b, int slot) {
         int last = size[b] - 1;
@@ -175,7 +226,8 @@ public final class KvStore implements AutoCloseable {
 
     /**
      * Keeps only the slots whose {@code keep} flag is set, in their current order. Calls
-     * {@code moved.accept(from, to)} for every slot that changes place.
+     * {@code moved.moved(from, to)} for every slot that changes place. Blocks are kept until
+     * {@link #trim}.
      */
     public void retain(int b, boolean[] keep, MoveListener moved) {
         int n = size[b];
@@ -200,38 +252,52 @@ public final class KvStore implements AutoCloseable {
     }
 
     private void moveRow(int b, int from, int to) {
-        long fromKey = KeyTiles.keyIndex(from, 0, headDim);
-        long toKey = KeyTiles.keyIndex(to, 0, headDim);
-        MemorySegment k = keys[b];
+        MemorySegment kFrom = keyBlocks[b][from / TILE];
+        MemorySegment kTo = keyBlocks[b][to / TILE];
+        long fromKey = KeyTiles.keyIndex(from % TILE, 0, headDim);
+        long toKey = KeyTiles.keyIndex(to % TILE, 0, headDim);
         if (dtype == DType.F32) {
             for (int i = 0; i < headDim; i++) {
-                long step = (long) i * KeyTiles.TILE;
-                k.setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, toKey + step,
-                        k.getAtIndex(ValueLayout.JAVA_INT_UNALIGNED, fromKey + step));
+                long step = (long) i * TILE;
+                kTo.setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, toKey + step,
+                        kFrom.getAtIndex(ValueLayout.JAVA_INT_UNALIGNED, fromKey + step));
             }
         } else {
             for (int i = 0; i < headDim; i++) {
-                long step = (long) i * KeyTiles.TILE;
-                k.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, toKey + step,
-                        k.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, fromKey + step));
+                long step = (long) i * TILE;
+                kTo.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, toKey + step,
+                        kFrom.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, fromKey + step));
             }
         }
-        MemorySegment.copy(values[b], from * rowBytes, values[b], to * rowBytes, rowBytes);
+        MemorySegment.copy(valueBlocks[b][from / TILE], (from % TILE) * rowBytes,
+                valueBlocks[b][to / TILE], (to % TILE) * rowBytes, rowBytes);
         positions[b][to] = positions[b][from];
     }
 
-    /** Empties every buffer. */
+    /** Empties every buffer and returns all its blocks to the pool. */
     public void clear() {
         Arrays.fill(size, 0);
         Arrays.fill(ordered, true);
+        for (int b = 0; b < buffers; b++) {
+            trim(b);
+        }
     }
 
-    /** Releases the off-heap memory; idempotent. */
+    /** Returns every block to the pool (and closes a private pool); idempotent. */
     @Override
     public synchronized void close() {
-        // synchronized: two threads closing at once must not both see the arena alive
-        if (arena.scope().isAlive()) {
-            arena.close();
+        // synchronized: two threads closing at once must not both release the blocks
+        if (closed) {
+            return;
+        }
+        closed = true;
+        if (ownsPool) {
+            pool.close();
+            return;
+        }
+        Arrays.fill(size, 0);
+        for (int b = 0; b < buffers; b++) {
+            trim(b);
         }
     }
 }

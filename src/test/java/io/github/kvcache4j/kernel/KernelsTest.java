@@ -132,7 +132,7 @@ class KernelsTest {
                 float[] w = new float[group * stride];
                 float[] ms = new float[2 * group];
                 float[] out = new float[group * d];
-                kernels.attend(new AttentionCall(d).slots(k, v, dtype, n).queries(q, 0, group, (float) scale)
+                kernels.attend(new AttentionCall(d).slots(blocks(arena, k, n, d, dtype), blocks(arena, v, n, d, dtype), dtype, n).queries(q, 0, group, (float) scale)
                         .mask(positions, n).weights(w, stride, true).output(out, 0, ms));
                 for (int g = 0; g < group; g++) {
                     double[] s = new double[n];
@@ -349,7 +349,7 @@ class KernelsTest {
             MemorySegment k = storeKeys(arena, new float[n * d], n, d, DType.F32);
             MemorySegment v = storeValues(arena, new float[n * d], n, d, DType.F32);
             for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
-                AttentionCall call = new AttentionCall(d).slots(k, v, DType.F32, n).queries(new float[d], 0, 1, 1f)
+                AttentionCall call = new AttentionCall(d).slots(blocks(arena, k, n, d, DType.F32), blocks(arena, v, n, d, DType.F32), DType.F32, n).queries(new float[d], 0, 1, 1f)
                         .mask(null, 0).weights(new float[2 * KeyTiles.TILE], KeyTiles.TILE, false)
                         .output(new float[d], 0, new float[2]);
                 AssertionError e = assertThrows(AssertionError.class, () -> kernels.attend(call), kernels.name());
@@ -368,6 +368,23 @@ class KernelsTest {
         return k;
     }
 
+    /**
+     * Splits stored keys (tiled) or values (rows) into a block table of one tile each, every block
+     * copied to a separate allocation, allocated in reverse order so that the blocks do not lie in
+     * slot order in memory (as blocks from a shared pool do not).
+     */
+    static MemorySegment[] blocks(Arena arena, MemorySegment stored, int n, int d, DType dtype) {
+        long tileBytes = (long) KeyTiles.TILE * d * dtype.bytes();
+        int count = KeyTiles.roundToTiles(n) / KeyTiles.TILE;
+        MemorySegment[] table = new MemorySegment[count];
+        for (int i = count - 1; i >= 0; i--) {
+            table[i] = arena.allocate(tileBytes, 64);
+            long from = i * tileBytes;
+            MemorySegment.copy(stored, from, table[i], 0, Math.min(tileBytes, stored.byteSize() - from));
+        }
+        return table;
+    }
+
     static MemorySegment storeValues(Arena arena, float[] values, int n, int d, DType dtype) {
         MemorySegment v = arena.allocate((long) n * d * dtype.bytes(), 64);
         Codec.encode(values, 0, v, dtype, 0, n * d);
@@ -380,8 +397,11 @@ class KernelsTest {
         float[] w = new float[group * stride];
         float[] ms = new float[2 * group];
         float[] out = new float[group * d];
-        kernels.attend(new AttentionCall(d).slots(k, v, dtype, n).queries(q, 0, group, scale)
-                .mask(positions, queryPosition).weights(w, stride, true).output(out, 0, ms));
+        try (Arena arena = Arena.ofConfined()) {
+            kernels.attend(new AttentionCall(d).slots(blocks(arena, k, n, d, dtype), blocks(arena, v, n, d, dtype), dtype, n)
+                    .queries(q, 0, group, scale).mask(positions, queryPosition).weights(w, stride, true)
+                    .output(out, 0, ms));
+        }
         for (int g = 0; g < group; g++) {
             for (int i = 0; i < d; i++) {
                 out[g * d + i] /= ms[2 * g + 1];
