@@ -22,6 +22,8 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Dequantization against the reference values of {@code ../shared/gguf-goldens} (ggml's own
@@ -127,6 +129,62 @@ class QuantGoldenTest {
     @Test
     void scalarBlockDecodersReproduceEveryGolden() throws IOException {
         checkAll("scalar", (type, m, off, n, out) -> QuantBlocks.decodeRun(type, m, off, n, out, 0));
+    }
+
+    @Test
+    void vectorBlockDecodersReproduceEveryGolden() throws IOException {
+        float[] p = new float[VectorQuants.PARAMS];
+        checkAll("vector L=" + VectorQuants.L, (type, m, off, n, out) -> {
+            if (!VectorQuants.supports(type)) {
+                QuantBlocks.decodeRun(type, m, off, n, out, 0);
+                return;
+            }
+            for (int b = 0; b < n / type.blockSize(); b++) {
+                VectorQuants.decode(type, m, off + (long) b * type.blockBytes(), p, out, b * type.blockSize());
+            }
+        });
+    }
+
+    /**
+     * The matrix products themselves: W e_c (a one-hot input) is column c of W, exactly, since
+     * every other product is zero. Zeros are compared by value (a sum of +0 and -0 is +0).
+     */
+    @ParameterizedTest
+    @ValueSource(booleans = {true, false})
+    void matrixProductsWithOneHotInputsReproduceEveryGolden(boolean vector) throws IOException {
+        for (Golden g : quantGoldens()) {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment m = arena.allocate(g.raw.length);
+                m.copyFrom(MemorySegment.ofArray(g.raw));
+                Matrix w = new Matrix(g.file, m, g.type, ROWS, COLS);
+                // Four one-hot inputs at once go through the four-token kernel, one through the single one.
+                int tokens = 5;
+                float[] x = new float[tokens * COLS];
+                float[] out = new float[tokens * ROWS];
+                for (int c0 = 0; c0 < COLS; c0 += tokens) {
+                    java.util.Arrays.fill(x, 0);
+                    int k = Math.min(tokens, COLS - c0);
+                    for (int t = 0; t < k; t++) {
+                        x[t * COLS + c0 + t] = 1;
+                    }
+                    if (vector) {
+                        VectorMatMul.matmul(w, x, tokens, out, 0, ROWS);
+                    } else {
+                        ScalarMatMul.matmul(w, x, tokens, out, 0, ROWS);
+                    }
+                    for (int t = 0; t < k; t++) {
+                        for (int r = 0; r < ROWS; r++) {
+                            float want = g.expected[r * COLS + c0 + t];
+                            float got = out[t * ROWS + r];
+                            if (!(want == got && (want != 0 || got == 0))) {
+                                fail((vector ? "vector " : "scalar ") + g.file + ": W e_" + (c0 + t) + " row " + r
+                                        + " is " + got + ", expected " + want);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     @Test
