@@ -11,7 +11,8 @@ import jdk.incubator.vector.VectorOperators;
 /**
  * Dot products of one row of block-quantized weights with one or four input vectors, for every
  * type of {@link VectorQuants}: per block the decoder's parameters, then per {@code L} weights
- * one decoded vector multiplied into two (one input) or four (four inputs) accumulators.
+ * one decoded vector multiplied into two (one input) or four (four inputs) accumulators. And the
+ * same decoding into an array, for the golden tests.
  */
 final class VectorQuantDots {
 
@@ -64,6 +65,95 @@ final class VectorQuantDots {
             case IQ4_XS -> dot4IQ4_XS(m, base, x, x0, xs, n, p, out, o, os);
             case MXFP4 -> dot4MXFP4(m, base, x, x0, xs, n, p, out, o, os);
             default -> throw new AssertionError(type);
+        }
+    }
+
+    /**
+     * Decodes one block with the kernels' decoders into {@code out[o .. o + blockSize)}.
+     *
+     * @param p scratch of {@link VectorQuants#PARAMS} floats
+     */
+    static void decode(GgmlType type, MemorySegment m, long blk, float[] p, float[] out, int o) {
+        switch (type) {
+            case Q4_0 -> {
+                VectorQuants.paramsQ4_0(m, blk, p);
+                for (int v = 0; v < 32; v += L) {
+                    VectorQuants.wQ4_0(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q4_1 -> {
+                VectorQuants.paramsQ4_1(m, blk, p);
+                for (int v = 0; v < 32; v += L) {
+                    VectorQuants.wQ4_1(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q5_0 -> {
+                VectorQuants.paramsQ5_0(m, blk, p);
+                for (int v = 0; v < 32; v += L) {
+                    VectorQuants.wQ5_0(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q5_1 -> {
+                VectorQuants.paramsQ5_1(m, blk, p);
+                for (int v = 0; v < 32; v += L) {
+                    VectorQuants.wQ5_1(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q8_0 -> {
+                VectorQuants.paramsQ8_0(m, blk, p);
+                for (int v = 0; v < 32; v += L) {
+                    VectorQuants.wQ8_0(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q2_K -> {
+                VectorQuants.paramsQ2_K(m, blk, p);
+                for (int v = 0; v < 256; v += L) {
+                    VectorQuants.wQ2_K(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q3_K -> {
+                VectorQuants.paramsQ3_K(m, blk, p);
+                for (int v = 0; v < 256; v += L) {
+                    VectorQuants.wQ3_K(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q4_K -> {
+                VectorQuants.paramsQ4_K(m, blk, p);
+                for (int v = 0; v < 256; v += L) {
+                    VectorQuants.wQ4_K(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q5_K -> {
+                VectorQuants.paramsQ5_K(m, blk, p);
+                for (int v = 0; v < 256; v += L) {
+                    VectorQuants.wQ5_K(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case Q6_K -> {
+                VectorQuants.paramsQ6_K(m, blk, p);
+                for (int v = 0; v < 256; v += L) {
+                    VectorQuants.wQ6_K(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case IQ4_NL -> {
+                VectorQuants.paramsIQ4_NL(m, blk, p);
+                for (int v = 0; v < 32; v += L) {
+                    VectorQuants.wIQ4_NL(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case IQ4_XS -> {
+                VectorQuants.paramsIQ4_XS(m, blk, p);
+                for (int v = 0; v < 256; v += L) {
+                    VectorQuants.wIQ4_XS(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            case MXFP4 -> {
+                VectorQuants.paramsMXFP4(m, blk, p);
+                for (int v = 0; v < 32; v += L) {
+                    VectorQuants.wMXFP4(m, blk, v, p).intoArray(out, o + v);
+                }
+            }
+            default -> throw new IllegalArgumentException("type " + type + " has no vector decoder");
         }
     }
 

@@ -16,7 +16,7 @@ import jdk.incubator.vector.VectorSpecies;
  * (Q4_1/Q5_1 minimum, K-quant {@code -dmin * m}) to {@code p[16 + g]}; then {@code wT(m, blk, v, p)}
  * returns the {@code L} weights {@code v .. v + L - 1} of the block as a float vector, for any
  * {@code v} that is a multiple of {@code L}. The matrix kernels ({@link VectorQuantDots}) multiply
- * these vectors with the input; {@link #decode} stores them (the golden tests).
+ * these vectors with the input; {@link VectorQuantDots#decode} stores them (the golden tests).
  *
  * <p>Each weight is {@code q * scale + offset} or {@code q * scale} for the small integer
  * {@code q} of the format, computed exactly as ggml's reference C code does (the products are
@@ -62,107 +62,12 @@ final class VectorQuants {
         return ByteVector.fromArray(B, t, 0);
     }
 
-    /** Returns whether {@link #decode} and the kernels read {@code type}. */
+    /** Returns whether the decoders and kernels read {@code type}. */
     static boolean supports(GgmlType type) {
         return switch (type) {
             case Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4 -> true;
             default -> false;
         };
-    }
-
-    /**
-     * Decodes one block through the kernels' decoders.
-     *
-     * @param type a type {@link #supports} accepts
-     * @param m the bytes
-     * @param blk the offset of the block
-     * @param p scratch of {@link #PARAMS} floats
-     * @param out receives {@code type.blockSize()} values from index {@code o}
-     * @param o the first index written
-     */
-    static void decode(GgmlType type, MemorySegment m, long blk, float[] p, float[] out, int o) {
-        int n = type.blockSize();
-        switch (type) {
-            case Q4_0 -> {
-                paramsQ4_0(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ4_0(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q4_1 -> {
-                paramsQ4_1(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ4_1(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q5_0 -> {
-                paramsQ5_0(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ5_0(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q5_1 -> {
-                paramsQ5_1(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ5_1(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q8_0 -> {
-                paramsQ8_0(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ8_0(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q2_K -> {
-                paramsQ2_K(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ2_K(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q3_K -> {
-                paramsQ3_K(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ3_K(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q4_K -> {
-                paramsQ4_K(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ4_K(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q5_K -> {
-                paramsQ5_K(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ5_K(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case Q6_K -> {
-                paramsQ6_K(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wQ6_K(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case IQ4_NL -> {
-                paramsIQ4_NL(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wIQ4_NL(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case IQ4_XS -> {
-                paramsIQ4_XS(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wIQ4_XS(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            case MXFP4 -> {
-                paramsMXFP4(m, blk, p);
-                for (int v = 0; v < n; v += L) {
-                    wMXFP4(m, blk, v, p).intoArray(out, o + v);
-                }
-            }
-            default -> throw new IllegalArgumentException("type " + type + " has no vector decoder");
-        }
     }
 
     /**

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes VectorQuantDots.java: the dot-product kernels of every block type, one template.
+"""Writes VectorQuantDots.java: the dot-product kernels and block decoders of every block type.
 
 The kernels differ only in the decoder they call (VectorQuants.paramsT / wT) and the block
 geometry, so they are generated: edit the template here and rerun
@@ -25,7 +25,8 @@ import jdk.incubator.vector.VectorOperators;
 /**
  * Dot products of one row of block-quantized weights with one or four input vectors, for every
  * type of {@link VectorQuants}: per block the decoder's parameters, then per {@code L} weights
- * one decoded vector multiplied into two (one input) or four (four inputs) accumulators.
+ * one decoded vector multiplied into two (one input) or four (four inputs) accumulators. And the
+ * same decoding into an array, for the golden tests.
  */
 final class VectorQuantDots {
 
@@ -56,7 +57,26 @@ final class VectorQuantDots {
             default -> throw new AssertionError(type);
         }
     }
+
+    /**
+     * Decodes one block with the kernels' decoders into {@code out[o .. o + blockSize)}.
+     *
+     * @param p scratch of {@link VectorQuants#PARAMS} floats
+     */
+    static void decode(GgmlType type, MemorySegment m, long blk, float[] p, float[] out, int o) {
+        switch (type) {
+%(decode_cases)s
+            default -> throw new IllegalArgumentException("type " + type + " has no vector decoder");
+        }
+    }
 '''
+
+DECODE = '''            case %(T)s -> {
+                VectorQuants.params%(T)s(m, blk, p);
+                for (int v = 0; v < %(BS)d; v += L) {
+                    VectorQuants.w%(T)s(m, blk, v, p).intoArray(out, o + v);
+                }
+            }'''
 
 BODY = '''
     private static float dot%(T)s(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -104,7 +124,8 @@ def main():
     dot_cases = "\n".join("            case %s -> dot%s(m, base, x, xo, n, p);" % (t, t) for t, _, _ in TYPES)
     dot4_cases = "\n".join("            case %s -> dot4%s(m, base, x, x0, xs, n, p, out, o, os);" % (t, t)
                            for t, _, _ in TYPES)
-    out = HEAD % {"dot_cases": dot_cases, "dot4_cases": dot4_cases}
+    decode_cases = "\n".join(DECODE % {"T": t, "BS": bs} for t, bs, _ in TYPES)
+    out = HEAD % {"dot_cases": dot_cases, "dot4_cases": dot4_cases, "decode_cases": decode_cases}
     for t, bs, bb in TYPES:
         out += BODY % {"T": t, "BS": bs, "BB": bb}
     out += "}\n"

@@ -140,7 +140,7 @@ class QuantGoldenTest {
                 return;
             }
             for (int b = 0; b < n / type.blockSize(); b++) {
-                VectorQuants.decode(type, m, off + (long) b * type.blockBytes(), p, out, b * type.blockSize());
+                VectorQuantDots.decode(type, m, off + (long) b * type.blockBytes(), p, out, b * type.blockSize());
             }
         });
     }

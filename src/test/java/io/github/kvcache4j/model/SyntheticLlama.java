@@ -82,6 +82,26 @@ final class SyntheticLlama {
         };
     }
 
+    /**
+     * llama.cpp's Q4_K_M mix ({@code llama_tensor_get_type}): Q6_K for the output matrix (the token
+     * embedding when tied) and for {@code attn_v} and {@code ffn_down} of the first and last
+     * eighth of the blocks and every third block between; Q4_K elsewhere; the fallbacks of
+     * {@link #withFallback} for rows that are not a multiple of 256.
+     *
+     * @param layers the number of blocks
+     */
+    static TypeChoice q4KM(int layers) {
+        return (name, cols) -> {
+            boolean moreBits = false;
+            if (name.endsWith("attn_v.weight") || name.endsWith("ffn_down.weight")) {
+                int i = Integer.parseInt(name.split("\\.")[1]);
+                moreBits = i < layers / 8 || i >= 7 * layers / 8 || (i - layers / 8) % 3 == 2;
+            }
+            boolean output = name.equals("output.weight") || name.equals("token_embd.weight");
+            return withFallback(output || moreBits ? GgmlType.Q6_K : GgmlType.Q4_K).apply(name, cols);
+        };
+    }
+
     private record Tensor(String name, long rows, int cols, GgmlType type, boolean norm) {
         long bytes() {
             return norm ? 4L * cols : rows * (cols / type.blockSize()) * type.blockBytes();

@@ -42,10 +42,10 @@ final class TestQuantizer {
                 case F16 -> out.putShort(Float.floatToFloat16(x[0]));
                 case BF16 -> out.putShort(bf16(x[0]));
                 case Q8_0 -> q8_0(x, out);
-                case Q4_0 -> q4_0(x, out);
-                case Q4_1 -> q4_1(x, out);
-                case Q5_0 -> q5_0(x, out);
-                case Q5_1 -> q5_1(x, out);
+                case Q4_0 -> q_0(x, out, 8);
+                case Q4_1 -> q_1(x, out, 15);
+                case Q5_0 -> q_0(x, out, 16);
+                case Q5_1 -> q_1(x, out, 31);
                 case Q2_K -> q2_k(x, out);
                 case Q3_K -> q3_k(x, out);
                 case Q4_K -> q45_k(x, out, false);
@@ -131,69 +131,52 @@ final class TestQuantizer {
         }
     }
 
-    private static void q4_0(float[] x, ByteBuffer out) {
-        float d = signedMax(x, 0, 32) / -8;
+    /**
+     * Q4_0 ({@code half} 8) and Q5_0 (16): {@code d = max / -half}, q = {@code trunc(x / d + half + 0.5)};
+     * Q5_0 adds the fifth bits as a 32-bit mask.
+     */
+    private static void q_0(float[] x, ByteBuffer out, int half) {
+        float d = signedMax(x, 0, 32) / -half;
         float id = d != 0 ? 1 / d : 0;
-        out.putShort(Float.floatToFloat16(d));
-        for (int j = 0; j < 16; j++) {
-            // quants.py: x * id + 8.5 in float64 (ggml's C contracts it to an FMA), then to float32.
-            int lo = Math.min(15, (int) (float) Math.fma((double) x[j], id, 8.5));
-            int hi = Math.min(15, (int) (float) Math.fma((double) x[j + 16], id, 8.5));
-            out.put((byte) (lo | hi << 4));
+        int[] q = new int[32];
+        for (int j = 0; j < 32; j++) {
+            // quants.py: x * id + half + 0.5 in float64 (ggml's C contracts it to an FMA), then to float32.
+            q[j] = Math.min(2 * half - 1, (int) (float) Math.fma((double) x[j], id, half + 0.5));
         }
+        out.putShort(Float.floatToFloat16(d));
+        putLowBits(q, half == 16, out);
     }
 
-    private static void q4_1(float[] x, ByteBuffer out) {
+    /** Q4_1 ({@code top} 15) and Q5_1 (31): {@code d = (max - min) / top}, q = {@code trunc((x - min) / d + 0.5)}. */
+    private static void q_1(float[] x, ByteBuffer out, int top) {
         float min = Float.MAX_VALUE;
         float max = -Float.MAX_VALUE;
         for (float v : x) {
             min = Math.min(min, v);
             max = Math.max(max, v);
         }
-        float d = (max - min) / 15;
+        float d = (max - min) / top;
         float id = d != 0 ? 1 / d : 0;
-        out.putShort(Float.floatToFloat16(d)).putShort(Float.floatToFloat16(min));
-        for (int j = 0; j < 16; j++) {
-            int lo = Math.min(15, (int) ((x[j] - min) * id + 0.5f));
-            int hi = Math.min(15, (int) ((x[j + 16] - min) * id + 0.5f));
-            out.put((byte) (lo | hi << 4));
+        int[] q = new int[32];
+        for (int j = 0; j < 32; j++) {
+            q[j] = Math.min(top, (int) ((x[j] - min) * id + 0.5f));
         }
+        out.putShort(Float.floatToFloat16(d)).putShort(Float.floatToFloat16(min));
+        putLowBits(q, top == 31, out);
     }
 
-    private static void q5_0(float[] x, ByteBuffer out) {
-        float d = signedMax(x, 0, 32) / -16;
-        float id = d != 0 ? 1 / d : 0;
-        out.putShort(Float.floatToFloat16(d));
-        int qh = 0;
-        byte[] qs = new byte[16];
+    /** The fifth bits as a 32-bit mask (if {@code fiveBits}), then 16 bytes of nibbles: j low, j + 16 high. */
+    private static void putLowBits(int[] q, boolean fiveBits, ByteBuffer out) {
+        if (fiveBits) {
+            int qh = 0;
+            for (int j = 0; j < 32; j++) {
+                qh |= (q[j] >> 4) << j;
+            }
+            out.putInt(qh);
+        }
         for (int j = 0; j < 16; j++) {
-            int lo = Math.min(31, (int) (float) Math.fma((double) x[j], id, 16.5));
-            int hi = Math.min(31, (int) (float) Math.fma((double) x[j + 16], id, 16.5));
-            qs[j] = (byte) ((lo & 15) | (hi & 15) << 4);
-            qh |= (lo >> 4) << j | (hi >> 4) << (j + 16);
+            out.put((byte) ((q[j] & 15) | (q[j + 16] & 15) << 4));
         }
-        out.putInt(qh).put(qs);
-    }
-
-    private static void q5_1(float[] x, ByteBuffer out) {
-        float min = Float.MAX_VALUE;
-        float max = -Float.MAX_VALUE;
-        for (float v : x) {
-            min = Math.min(min, v);
-            max = Math.max(max, v);
-        }
-        float d = (max - min) / 31;
-        float id = d != 0 ? 1 / d : 0;
-        out.putShort(Float.floatToFloat16(d)).putShort(Float.floatToFloat16(min));
-        int qh = 0;
-        byte[] qs = new byte[16];
-        for (int j = 0; j < 16; j++) {
-            int lo = Math.min(31, (int) ((x[j] - min) * id + 0.5f));
-            int hi = Math.min(31, (int) ((x[j + 16] - min) * id + 0.5f));
-            qs[j] = (byte) ((lo & 15) | (hi & 15) << 4);
-            qh |= (lo >> 4) << j | (hi >> 4) << (j + 16);
-        }
-        out.putInt(qh).put(qs);
     }
 
     /**
