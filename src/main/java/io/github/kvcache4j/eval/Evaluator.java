@@ -16,10 +16,10 @@ import java.util.Locale;
 /**
  * The policy evaluator: runs every requested eviction policy at every compression ratio on a GGUF
  * Llama model and reports quality against KV memory — continuation NLL under the kvpress protocol,
- * passkey retrieval and copy retrieval — as a table on standard output, {@code results.csv},
- * {@code windows.csv} (per-window NLL) and {@code nll-vs-kv-memory.png} in the output directory.
- * The full cache always runs as the baseline. {@code --help} lists the options; exit code 2 means
- * a bad option, 1 an unreadable model or text.
+ * passkey retrieval on kvpress's replayed prompts, copy retrieval, needle-in-a-haystack heatmaps
+ * and, on request, the decode-time memory bound — as tables, CSV and plots in the output directory
+ * ({@link Report}). The full cache always runs as the baseline. {@code --help} lists the options;
+ * exit code 2 means a bad option, 1 an unreadable model or text.
  */
 public final class Evaluator {
 
@@ -115,25 +115,8 @@ public final class Evaluator {
                 decodeTime = DecodeTimeRun.run(eval, rows, windows, samples.passkey());
             }
             progress.finish();
-            String table = ResultTable.format(rows);
-            out.print(table);
-            ResultTable.write(o.out().resolve("results.csv"), ResultTable.csv(rows));
-            ResultTable.write(o.out().resolve("windows.csv"), ResultTable.windowsCsv(rows, o.start()));
-            ResultTable.write(o.out().resolve("results.txt"), table);
-            NllPlot.write(rows, "Continuation NLL vs KV memory: " + o.model().getFileName() + ", "
-                    + o.text().getFileName() + ", " + o.windows() + " windows", o.out().resolve("nll-vs-kv-memory.png"));
-            if (!maps.isEmpty()) {
-                writeHeatmaps(o, maps, out);
-            }
-            if (!decodeTime.isEmpty()) {
-                String comparison = DecodeTimeRun.format(decodeTime);
-                out.print("decode-time memory bound (" + o.decodeTimeWindows() + " windows) against prefill-then-compress:\n"
-                        + comparison);
-                ResultTable.write(o.out().resolve("decode-time.md"), comparison);
-            }
-            out.printf(Locale.ROOT, "wrote %s/{results.csv,windows.csv,results.txt,nll-vs-kv-memory.png%s}; total %s%n",
-                    o.out(), maps.isEmpty() ? "" : ",heatmap.csv,needle-heatmaps.png,heatmap-*.png",
-                    Progress.duration((System.nanoTime() - t0) / 1e9));
+            Report.write(o, rows, maps, decodeTime, out);
+            out.printf(Locale.ROOT, "total %s%n", Progress.duration((System.nanoTime() - t0) / 1e9));
             return 0;
         } catch (IOException e) {
             err.println("error: " + e.getMessage());
@@ -150,20 +133,6 @@ public final class Evaluator {
             }
         }
         return names;
-    }
-
-    private static void writeHeatmaps(EvalOptions o, List<NeedleHeatmap.Map> maps, PrintStream out) throws IOException {
-        String model = String.valueOf(o.model().getFileName());
-        ResultTable.write(o.out().resolve("heatmap.csv"), NeedleHeatmap.csv(o.heatmap(), maps));
-        StringBuilder summary = new StringBuilder("needle in a haystack, passkey accuracy at ratio "
-                + o.heatmapRatio() + ":");
-        for (NeedleHeatmap.Map m : maps) {
-            HeatmapPlot.write(o.heatmap(), m, model, o.out().resolve("heatmap-" + m.policy().replace('+', '-') + ".png"));
-            summary.append(String.format(Locale.ROOT, " %s %.2f", m.policy(), m.accuracy()));
-        }
-        HeatmapPlot.writeSummary(o.heatmap(), maps, "Needle in a haystack: " + model + ", ratio " + o.heatmapRatio(),
-                o.out().resolve("needle-heatmaps.png"));
-        out.println(summary);
     }
 
     private static int usageError(PrintStream err, String message) {
