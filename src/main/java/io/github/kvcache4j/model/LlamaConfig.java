@@ -1,5 +1,6 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Arrays;
 
 /**
@@ -76,6 +77,14 @@ public record LlamaConfig(int dim, int layers, int heads, int kvHeads, int ffnDi
         if (v <= 0) {
             throw new IllegalArgumentException(name + ": " + v + " must be positive");
         }
+    }
+
+    /**
+     * Returns the model's cross-layer sharing plan: which block's keys and values each block
+     * attends to ({@code llama.attention.kv_source_layers}; the identity without the key).
+     */
+    public SharingPlan sharingPlan() {
+        return SharingPlan.of(kvSourceLayers);
     }
 
     /**
