@@ -51,21 +51,13 @@ final class DecodeTimeTask {
 
     /** Runs a passkey prompt under the budget: context, question, then greedy digits. */
     Result passkey(PasskeyTask.Prompt p, CacheRecipe recipe, int budget) {
-        int vocab = eval.vocab();
         long[] peak = {0};
         try (KvCache cache = eval.newCache(recipe, budget)) {
             int n = p.context().length;
             feed(cache, p.context(), 0, false, peak);
             float[] logits = feed(cache, p.question(), n, false, peak);
-            int pos = n + p.question().length;
-            int[] out = new int[p.answer().length];
-            for (int i = 0; i < out.length; i++) {
-                out[i] = Scoring.argmax(logits, 0, vocab);
-                if (i + 1 < out.length) {
-                    logits = eval.step(cache, out[i], pos++);
-                    peak[0] = Math.max(peak[0], cache.stats().residentBytes());
-                }
-            }
+            int[] out = PasskeyTask.decode(eval, cache, logits, n + p.question().length, p.answer().length,
+                    () -> peak[0] = Math.max(peak[0], cache.stats().residentBytes()));
             return new Result(Double.NaN, Arrays.equals(out, p.answer()), peak[0]);
         }
     }

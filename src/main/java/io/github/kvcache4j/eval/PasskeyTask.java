@@ -144,23 +144,32 @@ final class PasskeyTask {
     /** Runs one prompt for every configuration, prefilling the context once for all of them. */
     List<Result> runAll(Prompt p, List<SharedPrefill.Config> configs) {
         int n = p.context().length;
-        int vocab = eval.vocab();
         return prefill.map(configs, p.context(),
                 n + p.question().length + p.answer().length, prefilled -> {
             KvCache cache = prefilled.cache();
             double resident = keyResident(cache, p.keyPositions());
             float[] logits = eval.prefill(cache, p.question(), 0, p.question().length, n);
-            int pos = n + p.question().length;
-            int[] out = new int[p.answer().length];
-            for (int i = 0; i < out.length; i++) {
-                out[i] = Scoring.argmax(logits, 0, vocab);
-                if (i + 1 < out.length) {
-                    logits = eval.step(cache, out[i], pos++);
-                }
-            }
+            int[] out = decode(eval, cache, logits, n + p.question().length, p.answer().length, () -> { });
             return new Result(Arrays.equals(out, p.answer()), eval.tokenizer().decode(out), out, resident,
                     p.question().length + out.length - 1);
         });
+    }
+
+    /**
+     * Decodes {@code length} tokens greedily, the first from {@code logits}, feeding each but the
+     * last at positions {@code position ..}; {@code afterStep} runs after every decode step.
+     */
+    static int[] decode(EvalModel eval, KvCache cache, float[] logits, int position, int length, Runnable afterStep) {
+        int[] out = new int[length];
+        int pos = position;
+        for (int i = 0; i < length; i++) {
+            out[i] = Scoring.argmax(logits, 0, eval.vocab());
+            if (i + 1 < length) {
+                logits = eval.step(cache, out[i], pos++);
+                afterStep.run();
+            }
+        }
+        return out;
     }
 
     /**

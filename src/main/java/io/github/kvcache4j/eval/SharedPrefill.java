@@ -1,7 +1,6 @@
 package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.KvCache;
-import io.github.kvcache4j.model.LockstepPrefill;
 import io.github.kvcache4j.policy.SnapKvPolicy;
 import io.github.kvcache4j.policy.TovaPolicy;
 import java.util.ArrayList;
@@ -14,7 +13,7 @@ import java.util.function.Function;
 /**
  * Prefills one context into a cache per configuration and compresses each to its ratio. Under
  * the kvpress protocol nothing is evicted during the prefill, so every cache sees the same
- * keys, values and attention: the model runs once for all of them ({@link LockstepPrefill}) and
+ * keys, values and attention: the model runs once for all of them ({@link LockstepCache}) and
  * only attention runs per cache. A cache that evicted during that pass anyway (a policy with an
  * adaptive budget, CORM) is prefilled again on its own, since from its first eviction on its
  * attention output, and hence the model's, differ from the others'; its recipe is remembered
@@ -42,7 +41,7 @@ final class SharedPrefill {
     }
 
     /** Most caches prefilled in one pass; bounds the off-heap memory of a pass. */
-    static final int MAX_GROUP = 16;
+    static final int MAX_GROUP = 32;
 
     private final EvalModel eval;
     private final Set<String> alonePolicies = new HashSet<>();
@@ -115,13 +114,7 @@ final class SharedPrefill {
             caches.add(cache);
         }
         int[] observeFrom = group.stream().mapToInt(i -> firstObserved(configs.get(i).recipe(), context.length)).toArray();
-        float[] logits = null;
-        for (int c = 0; c < context.length; c += EvalModel.FEED_CHUNK) {
-            int n = Math.min(EvalModel.FEED_CHUNK, context.length - c);
-            logits = LockstepPrefill.forward(eval.model(), caches, Arrays.copyOfRange(context, c, c + n), c,
-                    observeFrom);
-            eval.tokensDone().accept(n);
-        }
+        float[] logits = eval.prefill(new LockstepCache(caches, observeFrom), context, 0, context.length, 0);
         for (int i : group) {
             if (out[i].cache().stats().evicted() > 0) {
                 out[i].cache().close();

@@ -12,7 +12,6 @@ import io.github.kvcache4j.model.Tokenizer;
 import io.github.kvcache4j.testutil.Json;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -39,9 +38,6 @@ abstract class KvpressNllAgreement {
     /** Largest accepted per-window NLL difference (nats); kvpress vs its reference differ by 9e-5. */
     private static final double TOLERANCE = 0.002;
     private static final int WINDOWS = Integer.getInteger("kvpress.windows", 2);
-    private static final double[] RATIOS = {0.25, 0.5, 0.75, 0.9};
-    private static final String[][] PRESSES = {{"knorm", "KnormPress"}, {"streaming_llm", "StreamingLLMPress"},
-        {"snapkv", "SnapKVPress"}, {"h2o", "ObservedAttentionPress"}, {"tova", "TOVAPress"}};
 
     private final String goldenFile;
     private final String modelFile;
@@ -66,23 +62,13 @@ abstract class KvpressNllAgreement {
         Tokenizer tok = Tokenizer.fromGguf(gguf);
         tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
         task = new ContinuationTask(new EvalModel(model, tok, DType.F32, n -> { }));
-        List<String> names = new ArrayList<>(List.of("full@0.0"));
-        List<SharedPrefill.Config> configs = new ArrayList<>(List.of(
-                new SharedPrefill.Config(PolicyRegistry.create("full"), 0)));
-        for (String[] p : PRESSES) {
-            for (double r : RATIOS) {
-                names.add(p[0] + "@" + r);
-                configs.add(new SharedPrefill.Config(PolicyRegistry.create(p[0]), r));
-            }
-        }
-        for (String name : names) {
-            ours.put(name, new double[WINDOWS]);
-        }
+        List<KvpressPresses.Entry> entries = KvpressPresses.entries();
+        entries.forEach(e -> ours.put(e.policy() + "@" + e.ratio(), new double[WINDOWS]));
         for (int w = 0; w < WINDOWS; w++) {
-            List<ContinuationTask.Result> results = task.runAll(ContinuationTask.window(tokens, 4096, w), configs,
-                    cache -> { });
-            for (int i = 0; i < names.size(); i++) {
-                ours.get(names.get(i))[w] = results.get(i).meanNll();
+            List<ContinuationTask.Result> results = task.runAll(ContinuationTask.window(tokens, 4096, w),
+                    KvpressPresses.configs(entries), cache -> { });
+            for (int i = 0; i < entries.size(); i++) {
+                ours.get(entries.get(i).policy() + "@" + entries.get(i).ratio())[w] = results.get(i).meanNll();
             }
         }
     }
@@ -108,18 +94,12 @@ abstract class KvpressNllAgreement {
     void fullCacheMatchesKvpressPerWindow() {
         double[] expected = perWindow("no_press", "0.0");
         for (int w = 0; w < WINDOWS; w++) {
-            assertEquals(expected[w], ours.get("full@0.0")[w], TOLERANCE, "full cache, window " + w);
+            assertEquals(expected[w], ours.get(PolicyRegistry.FULL + "@0.0")[w], TOLERANCE, "full cache, window " + w);
         }
     }
 
     Stream<Arguments> pressesAndRatios() {
-        List<Arguments> args = new ArrayList<>();
-        for (String[] p : PRESSES) {
-            for (double r : RATIOS) {
-                args.add(Arguments.of(p[0], p[1], r));
-            }
-        }
-        return args.stream();
+        return KvpressPresses.entries().stream().skip(1).map(e -> Arguments.of(e.policy(), e.press(), e.ratio()));
     }
 
     @ParameterizedTest(name = "{0} ({1}) at {2}")

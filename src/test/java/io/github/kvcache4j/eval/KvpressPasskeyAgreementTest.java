@@ -11,7 +11,6 @@ import io.github.kvcache4j.model.Tokenizer;
 import io.github.kvcache4j.testutil.Json;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -36,9 +35,6 @@ import org.junit.jupiter.params.provider.MethodSource;
 class KvpressPasskeyAgreementTest {
 
     private static final int PROMPTS = Integer.getInteger("kvpress.prompts", 4);
-    private static final double[] RATIOS = {0.25, 0.5, 0.75, 0.9};
-    private static final String[][] PRESSES = {{"knorm", "KnormPress"}, {"streaming_llm", "StreamingLLMPress"},
-        {"snapkv", "SnapKVPress"}, {"h2o", "ObservedAttentionPress"}, {"tova", "TOVAPress"}};
 
     private Map<String, Object> golden;
     private GgufFile gguf;
@@ -56,21 +52,13 @@ class KvpressPasskeyAgreementTest {
         int[] tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
         prompts = ReplayedPasskey.load(SharedFiles.bundled("passkey-prompts.csv"), tok, tokens);
         checked = Evaluator.Samples.spread(prompts.size(), Math.min(PROMPTS, prompts.size()));
-        List<String> names = new ArrayList<>(List.of("no_press@0.0"));
-        List<SharedPrefill.Config> configs = new ArrayList<>(List.of(
-                new SharedPrefill.Config(PolicyRegistry.create("full"), 0)));
-        for (String[] p : PRESSES) {
-            for (double r : RATIOS) {
-                names.add(p[1] + "@" + r);
-                configs.add(new SharedPrefill.Config(PolicyRegistry.create(p[0]), r));
-            }
-        }
-        names.forEach(n -> ours.put(n, new boolean[checked.length]));
+        List<KvpressPresses.Entry> entries = KvpressPresses.entries();
+        entries.forEach(e -> ours.put(e.press() + "@" + e.ratio(), new boolean[checked.length]));
         PasskeyTask task = new PasskeyTask(new EvalModel(model, tok, DType.F32, n -> { }));
         for (int i = 0; i < checked.length; i++) {
-            List<PasskeyTask.Result> results = task.runAll(prompts.get(checked[i]), configs);
-            for (int c = 0; c < names.size(); c++) {
-                ours.get(names.get(c))[i] = results.get(c).correct();
+            List<PasskeyTask.Result> results = task.runAll(prompts.get(checked[i]), KvpressPresses.configs(entries));
+            for (int c = 0; c < entries.size(); c++) {
+                ours.get(entries.get(c).press() + "@" + entries.get(c).ratio())[i] = results.get(c).correct();
             }
         }
     }
@@ -98,13 +86,7 @@ class KvpressPasskeyAgreementTest {
     }
 
     Stream<Arguments> pressesAndRatios() {
-        List<Arguments> args = new ArrayList<>(List.of(Arguments.of("no_press", 0.0)));
-        for (String[] p : PRESSES) {
-            for (double r : RATIOS) {
-                args.add(Arguments.of(p[1], r));
-            }
-        }
-        return args.stream();
+        return KvpressPresses.entries().stream().map(e -> Arguments.of(e.press(), e.ratio()));
     }
 
     @ParameterizedTest(name = "{0} at {1}")

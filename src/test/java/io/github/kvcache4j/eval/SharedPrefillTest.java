@@ -9,7 +9,6 @@ import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
-import io.github.kvcache4j.model.LockstepPrefill;
 import io.github.kvcache4j.model.Tokenizer;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
@@ -101,10 +100,10 @@ class SharedPrefillTest {
     void lockstepRejectsMismatchedArguments() {
         try (KvCache cache = eval.newCache(PolicyRegistry.create("full"), 16)) {
             IllegalArgumentException empty = assertThrows(IllegalArgumentException.class,
-                    () -> LockstepPrefill.forward(model, List.of(), new int[] {1}, 0, new int[0]));
+                    () -> new LockstepCache(List.of(), new int[0]));
             assertEquals("caches: empty list, need at least one cache", empty.getMessage());
             IllegalArgumentException from = assertThrows(IllegalArgumentException.class,
-                    () -> LockstepPrefill.forward(model, List.of(cache), new int[] {1}, 0, new int[2]));
+                    () -> new LockstepCache(List.of(cache), new int[2]));
             assertEquals("observeFrom: 2 entries for 1 caches", from.getMessage());
         }
     }
