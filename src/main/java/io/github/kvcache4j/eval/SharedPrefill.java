@@ -16,8 +16,9 @@ import java.util.function.Function;
  * keys, values and attention: the model runs once for all of them ({@link LockstepCache}) and
  * only attention runs per cache. A cache that evicted during that pass anyway (a policy with an
  * adaptive budget, CORM) is prefilled again on its own, since from its first eviction on its
- * attention output, and hence the model's, differ from the others'; its recipe is remembered
- * and prefilled alone from then on (by policy name).
+ * attention output differs from the others'; if it was the first cache, whose output fed the
+ * model, the rest of the group is prefilled again too. Its policy is remembered and prefilled
+ * alone from then on (by name).
  */
 final class SharedPrefill {
 
@@ -115,6 +116,18 @@ final class SharedPrefill {
         }
         int[] observeFrom = group.stream().mapToInt(i -> firstObserved(configs.get(i).recipe(), context.length)).toArray();
         float[] logits = eval.prefill(new LockstepCache(caches, observeFrom), context, 0, context.length, 0);
+        if (caches.getFirst().stats().evicted() > 0) {
+            // The first cache's attention drove the model, so every cache of the group holds keys
+            // and values of a perturbed pass: prefill its policy alone and the rest again.
+            int first = group.getFirst();
+            alonePolicies.add(configs.get(first).recipe().policy().name());
+            caches.forEach(KvCache::close);
+            out[first] = alone(configs.get(first).recipe(), context, capacity);
+            if (group.size() > 1) {
+                lockstep(configs, group.subList(1, group.size()), context, capacity, out);
+            }
+            return;
+        }
         for (int i : group) {
             if (out[i].cache().stats().evicted() > 0) {
                 out[i].cache().close();
