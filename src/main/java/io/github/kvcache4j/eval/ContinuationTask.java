@@ -1,6 +1,9 @@
 package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.KvCache;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import java.util.function.Consumer;
 
 /**
@@ -28,16 +31,21 @@ final class ContinuationTask {
      * @param top1 fraction of continuation tokens that were the most likely token
      * @param bytesAfterCompress resident KV bytes right after compression
      * @param bytesAtEnd resident KV bytes after the continuation
-     * @param tokens tokens run through the model
-     * @param nanos wall time of the window
+     * @param peakBytes the most KV bytes resident at any point: the whole context before
+     *     compression, or the compressed cache plus the continuation if that is more
+     * @param tokens continuation tokens run through the model over the compressed cache
+     * @param nanos wall time of the continuation
      */
-    record Result(double meanNll, double top1, long bytesAfterCompress, long bytesAtEnd, int tokens, long nanos) {
+    record Result(double meanNll, double top1, long bytesAfterCompress, long bytesAtEnd, long peakBytes, int tokens,
+                  long nanos) {
     }
 
     private final EvalModel eval;
+    private final SharedPrefill prefill;
 
     ContinuationTask(EvalModel eval) {
         this.eval = eval;
+        this.prefill = new SharedPrefill(eval);
     }
 
     /**
@@ -51,7 +59,7 @@ final class ContinuationTask {
             throw new IllegalArgumentException("window " + w + " needs tokens [" + from + ", " + (from + WINDOW)
                     + ") but the text has " + tokens.length + " tokens");
         }
-        return java.util.Arrays.copyOfRange(tokens, (int) from, (int) from + WINDOW);
+        return Arrays.copyOfRange(tokens, (int) from, (int) from + WINDOW);
     }
 
     /**
@@ -74,20 +82,27 @@ final class ContinuationTask {
      * inspecting what was kept).
      */
     Result run(int[] window, CacheRecipe policy, double ratio, Consumer<KvCache> afterCompress) {
+        return runAll(window, List.of(new SharedPrefill.Config(policy, ratio)), afterCompress).getFirst();
+    }
+
+    /**
+     * Scores one window for every configuration, prefilling the context for all of them at once
+     * ({@link SharedPrefill}); {@code afterCompress} sees each cache right after compression.
+     * {@link Result#nanos} is the time of that configuration's continuation.
+     */
+    List<Result> runAll(int[] window, List<SharedPrefill.Config> configs, Consumer<KvCache> afterCompress) {
         if (window.length != WINDOW) {
             throw new IllegalArgumentException("window: " + window.length + " tokens, expected " + WINDOW);
         }
-        long t0 = System.nanoTime();
         int vocab = eval.vocab();
-        try (KvCache cache = eval.newCache(policy, WINDOW)) {
-            float[] last = eval.prefill(cache, window, 0, CONTEXT, 0);
-            if (ratio > 0) {
-                cache.compress(kept(CONTEXT, ratio));
-            }
+        return prefill.map(configs, Arrays.copyOf(window, CONTEXT), WINDOW, p -> {
+            long t0 = System.nanoTime();
+            KvCache cache = p.cache();
             long bytesAfter = cache.stats().residentBytes();
             afterCompress.accept(cache);
-            int[] fed = java.util.Arrays.copyOfRange(window, CONTEXT, WINDOW - 1);
+            int[] fed = Arrays.copyOfRange(window, CONTEXT, WINDOW - 1);
             float[] logits = eval.score(cache, fed, CONTEXT);
+            float[] last = p.lastLogits();
             double sum = Scoring.nll(last, 0, vocab, window[CONTEXT]);
             int hits = Scoring.argmax(last, 0, vocab) == window[CONTEXT] ? 1 : 0;
             for (int i = 0; i < fed.length; i++) {
@@ -95,8 +110,9 @@ final class ContinuationTask {
                 sum += Scoring.nll(logits, i, vocab, target);
                 hits += Scoring.argmax(logits, i, vocab) == target ? 1 : 0;
             }
-            return new Result(sum / CONTINUATION, (double) hits / CONTINUATION, bytesAfter,
-                    cache.stats().residentBytes(), WINDOW - 1, System.nanoTime() - t0);
-        }
+            long bytesEnd = cache.stats().residentBytes();
+            return new Result(sum / CONTINUATION, (double) hits / CONTINUATION, bytesAfter, bytesEnd,
+                    Math.max(p.bytesBeforeCompress(), bytesEnd), fed.length, System.nanoTime() - t0);
+        });
     }
 }

@@ -2,6 +2,7 @@ package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.KvCache;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * Copy retrieval: a span of natural text from early in the context is repeated right after the
@@ -30,15 +31,17 @@ final class CopyTask {
      * @param top1 fraction of those tokens that were the top-1 prediction
      * @param spanResident fraction of the span's (layer, kv-head, position) entries still resident
      *     after compression
-     * @param tokens tokens run through the model
+     * @param tokens tokens run through the model after the shared prefill
      */
     record Result(double meanNll, double top1, double spanResident, int tokens) {
     }
 
     private final EvalModel eval;
+    private final SharedPrefill prefill;
 
     CopyTask(EvalModel eval) {
         this.eval = eval;
+        this.prefill = new SharedPrefill(eval);
     }
 
     /**
@@ -65,14 +68,16 @@ final class CopyTask {
 
     /** Runs one prompt with {@code policy}, compressing the context at {@code ratio} (0 = none). */
     Result run(Prompt p, CacheRecipe policy, double ratio) {
+        return runAll(p, List.of(new SharedPrefill.Config(policy, ratio))).getFirst();
+    }
+
+    /** Runs one prompt for every configuration, prefilling the context once for all of them. */
+    List<Result> runAll(Prompt p, List<SharedPrefill.Config> configs) {
         int n = p.context().length;
         int[] span = p.span();
         int vocab = eval.vocab();
-        try (KvCache cache = eval.newCache(policy, n + span.length)) {
-            eval.prefill(cache, p.context(), 0, n, 0);
-            if (ratio > 0) {
-                cache.compress(ContinuationTask.kept(n, ratio));
-            }
+        return prefill.map(configs, p.context(), n + span.length, prefilled -> {
+            KvCache cache = prefilled.cache();
             double resident = spanResident(cache, p.spanStart(), span.length);
             float[] logits = eval.score(cache, Arrays.copyOf(span, span.length - 1), n);
             double sum = 0;
@@ -82,8 +87,8 @@ final class CopyTask {
                 hits += Scoring.argmax(logits, i, vocab) == span[i + 1] ? 1 : 0;
             }
             int scored = span.length - 1;
-            return new Result(sum / scored, (double) hits / scored, resident, n + scored);
-        }
+            return new Result(sum / scored, (double) hits / scored, resident, scored);
+        });
     }
 
     private static double spanResident(KvCache cache, int start, int length) {

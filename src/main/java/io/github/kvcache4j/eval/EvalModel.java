@@ -2,6 +2,7 @@ package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
 import java.util.function.LongConsumer;
@@ -14,16 +15,23 @@ import java.util.function.LongConsumer;
  * @param tokenizer its tokenizer
  * @param dtype the cache's storage type
  * @param tokensDone called with the number of tokens after every forward call (progress)
+ * @param learnedLess the trained LESS feature map for the {@code +less_learned} recipes, or null
  */
-record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone) {
+record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone,
+                 FeatureMap learnedLess) {
 
     /** Largest number of tokens fed to the model in one call, so progress moves smoothly. */
     static final int FEED_CHUNK = 256;
 
+    /** Creates the evaluation of {@code model} without a trained LESS map. */
+    EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone) {
+        this(model, tokenizer, dtype, tokensDone, null);
+    }
+
     /** Creates a cache of {@code capacity} tokens per (layer, kv-head) built by {@code recipe}. */
     KvCache newCache(CacheRecipe recipe, int capacity) {
         return KvCache.create(recipe.applyTo(model.cacheConfig().capacity(capacity).dtype(dtype),
-                model.config().headDim()).build());
+                model.config().headDim(), learnedLess).build());
     }
 
     /**

@@ -16,22 +16,34 @@ import java.util.Locale;
  * @param policies policy names, in report order; the full cache always runs as the baseline
  * @param ratios compression ratios, each in {@code [0, 1)}
  * @param windows continuation windows
- * @param passkeySamples passkey prompts (0: skip the task)
+ * @param passkeySamples replayed passkey prompts (0: skip the task)
+ * @param passkeyPrompts the list of replayed passkey prompts ({@link ReplayedPasskey})
  * @param copySamples copy prompts (0: skip the task)
  * @param threads matrix-product threads
  * @param dtype cache storage type
+ * @param lessMap the trained LESS feature map of the {@code +less_learned} policies
+ * @param heatmap the needle-in-a-haystack grid, or null to skip it
+ * @param heatmapRatio the compression ratio of the heatmaps
+ * @param decodeTimeWindows windows of the decode-time memory-bound protocol (0: skip it)
  * @param out output directory
  * @param help whether to print the usage and stop
  */
 record EvalOptions(Path model, Path text, int start, List<String> policies, double[] ratios, int windows,
-                   int passkeySamples, int copySamples, int threads, DType dtype, Path out, boolean help) {
+                   int passkeySamples, Path passkeyPrompts, int copySamples, int threads, DType dtype, Path lessMap,
+                   NeedleHeatmap.Grid heatmap, double heatmapRatio, int decodeTimeWindows, Path out,
+                   boolean help) {
+
+    /** Replayed passkey prompts of the default run. */
+    static final int DEFAULT_PASSKEY = 10;
+    /** Copy prompts of the default run. */
+    static final int DEFAULT_COPY = 1;
 
     /** The usage text printed by {@code --help}. */
     static final String USAGE = """
             Usage: Evaluator [options]
             Scores every eviction policy by quality against KV memory on a GGUF Llama model.
 
-              --model PATH       GGUF model (default data/austen-base-f16.gguf)
+              --model PATH       GGUF model (default data/austen-recall-f16.gguf)
               --text PATH        evaluation text, UTF-8 (default data/persuasion.txt)
               --start N          first token of the first window, an index into [BOS] + encode(text)
                                  (default 4096, the kvpress golden file's first window)
@@ -40,13 +52,22 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
               --ratios LIST      compression ratios in [0, 1), the fraction of the context removed
                                  (default 0.25,0.5,0.75,0.9)
               --windows N        continuation windows of 2048 tokens (default 4; 16 = the kvpress file)
-              --passkey N        passkey prompts (default 3; 0 skips the task)
-              --copy N           copy-retrieval prompts (default 2; 0 skips the task)
+              --passkey N        replayed kvpress passkey prompts, spread over the depths
+                                 (default %d of %d; 0 skips the task)
+              --passkey-prompts PATH  the prompt list (default data/passkey-prompts.csv)
+              --copy N           copy-retrieval prompts (default %d; 0 skips the task)
               --threads N        matrix-product threads (default: available processors)
               --dtype TYPE       cache storage: f32, f16 or bf16 (default f32)
+              --less-map PATH    trained LESS maps of the +less_learned policies
+                                 (default data/austen-recall-less.bin)
+              --heatmap GRID     needle-in-a-haystack heatmaps: small (3 lengths x 5 depths, default),
+                                 full (lengths 256..2000 x depths 0..100%% by 10%%) or off
+              --heatmap-ratio R  compression ratio of the heatmaps (default 0.5)
+              --decode-time N    also run the decode-time memory bound (the cache never holds more than
+                                 the budget) on N windows and the passkey prompts (default 0: skip)
               --out DIR          output directory for results.csv and the plot (default target/eval)
               --help             print this text
-            """.formatted(String.join(", ", PolicyRegistry.names()));
+            """.formatted(String.join(", ", PolicyRegistry.names()), DEFAULT_PASSKEY, 50, DEFAULT_COPY);
 
     /**
      * Parses {@code args} ({@code --name value} or {@code --name=value}).
@@ -54,14 +75,19 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
      * @throws UsageException if an option is unknown, lacks its value, or its value is out of range
      */
     static EvalOptions parse(String... args) throws UsageException {
-        Path model = Path.of("data", "austen-base-f16.gguf");
+        Path model = Path.of("data", "austen-recall-f16.gguf");
         Path text = Path.of("data", "persuasion.txt");
         int start = 4096;
         List<String> policies = new ArrayList<>(PolicyRegistry.names());
         double[] ratios = {0.25, 0.5, 0.75, 0.9};
         int windows = 4;
-        int passkey = 3;
-        int copy = 2;
+        int passkey = DEFAULT_PASSKEY;
+        Path passkeyPrompts = Path.of("data", "passkey-prompts.csv");
+        int copy = DEFAULT_COPY;
+        Path lessMap = Path.of("data", "austen-recall-less.bin");
+        NeedleHeatmap.Grid heatmap = NeedleHeatmap.SMALL;
+        double heatmapRatio = 0.5;
+        int decodeTime = 0;
         int threads = Runtime.getRuntime().availableProcessors();
         DType dtype = DType.F32;
         Path out = Path.of("target", "eval");
@@ -71,8 +97,8 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 continue;
             }
             if (arg.equals("--help") || arg.equals("-h")) {
-                return new EvalOptions(model, text, start, policies, ratios, windows, passkey, copy, threads,
-                        dtype, out, true);
+                return new EvalOptions(model, text, start, policies, ratios, windows, passkey, passkeyPrompts, copy,
+                        threads, dtype, lessMap, heatmap, heatmapRatio, decodeTime, out, true);
             }
             if (!arg.startsWith("--")) {
                 throw new UsageException("unexpected argument '" + arg + "' (options start with --; see --help)");
@@ -93,9 +119,14 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 case "--text" -> text = Path.of(value);
                 case "--start" -> start = integer(name, value, 0);
                 case "--policies" -> policies = policies(value);
-                case "--ratios" -> ratios = ratios(value);
+                case "--ratios" -> ratios = ratios(value, name);
                 case "--windows" -> windows = integer(name, value, 1);
                 case "--passkey" -> passkey = integer(name, value, 0);
+                case "--passkey-prompts" -> passkeyPrompts = Path.of(value);
+                case "--less-map" -> lessMap = Path.of(value);
+                case "--heatmap" -> heatmap = grid(value);
+                case "--decode-time" -> decodeTime = integer(name, value, 0);
+                case "--heatmap-ratio" -> heatmapRatio = ratios(value, name)[0];
                 case "--copy" -> copy = integer(name, value, 0);
                 case "--threads" -> threads = integer(name, value, 1);
                 case "--dtype" -> dtype = dtype(value);
@@ -103,7 +134,8 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 default -> throw new UsageException("unknown option '" + name + "' (see --help)");
             }
         }
-        return new EvalOptions(model, text, start, policies, ratios, windows, passkey, copy, threads, dtype, out, false);
+        return new EvalOptions(model, text, start, policies, ratios, windows, passkey, passkeyPrompts, copy, threads,
+                dtype, lessMap, heatmap, heatmapRatio, decodeTime, out, false);
     }
 
     private static int integer(String name, String value, int min) throws UsageException {
@@ -138,7 +170,16 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
         return List.copyOf(names);
     }
 
-    private static double[] ratios(String value) throws UsageException {
+    private static NeedleHeatmap.Grid grid(String value) throws UsageException {
+        return switch (value.strip().toLowerCase(Locale.ROOT)) {
+            case "small" -> NeedleHeatmap.SMALL;
+            case "full" -> NeedleHeatmap.FULL;
+            case "off" -> null;
+            default -> throw new UsageException("--heatmap: '" + value + "' is not one of small, full, off");
+        };
+    }
+
+    private static double[] ratios(String value, String name) throws UsageException {
         List<Double> list = new ArrayList<>();
         for (String part : value.split(",")) {
             if (part.isBlank()) {
@@ -148,10 +189,10 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
             try {
                 r = Double.parseDouble(part.strip());
             } catch (NumberFormatException e) {
-                throw new UsageException("--ratios: '" + part.strip() + "' is not a number");
+                throw new UsageException(name + ": '" + part.strip() + "' is not a number");
             }
             if (!(r >= 0.0 && r < 1.0)) {
-                throw new UsageException("--ratios: " + part.strip()
+                throw new UsageException(name + ": " + part.strip()
                         + " is outside [0, 1) (the fraction of the context removed; 0 = no compression)");
             }
             if (!list.contains(r)) {
@@ -159,7 +200,7 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
             }
         }
         if (list.isEmpty()) {
-            throw new UsageException("--ratios: empty list, give at least one ratio in [0, 1)");
+            throw new UsageException(name + ": empty list, give at least one ratio in [0, 1)");
         }
         return list.stream().mapToDouble(Double::doubleValue).toArray();
     }

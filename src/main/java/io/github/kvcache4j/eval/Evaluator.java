@@ -1,5 +1,6 @@
 package io.github.kvcache4j.eval;
 
+import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
@@ -11,20 +12,17 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.Random;
 
 /**
  * The policy evaluator: runs every requested eviction policy at every compression ratio on a GGUF
  * Llama model and reports quality against KV memory — continuation NLL under the kvpress protocol,
- * passkey retrieval and copy retrieval — as a table on standard output, {@code results.csv},
- * {@code windows.csv} (per-window NLL) and {@code nll-vs-kv-memory.png} in the output directory.
- * The full cache always runs as the baseline. {@code --help} lists the options; exit code 2 means
- * a bad option, 1 an unreadable model or text.
+ * passkey retrieval on kvpress's replayed prompts, copy retrieval, needle-in-a-haystack heatmaps
+ * and, on request, the decode-time memory bound — as tables, CSV and plots in the output directory
+ * ({@link Report}). The full cache always runs as the baseline. {@code --help} lists the options;
+ * exit code 2 means a bad option, 1 an unreadable model or text.
  */
 public final class Evaluator {
 
-    /** Context tokens of a passkey prompt (with the question and answer it fits the 2048-token model). */
-    static final int PASSKEY_CONTEXT = 1984;
     /** Context tokens of a copy prompt (the repeat follows). */
     static final int COPY_CONTEXT = ContinuationTask.CONTEXT;
     /** Tokens of the repeated span. */
@@ -74,28 +72,67 @@ public final class Evaluator {
             }
             Samples samples;
             try {
-                samples = Samples.of(tok, tokens, o.passkeySamples(), o.copySamples());
-            } catch (IllegalArgumentException e) {
-                return usageError(err, "--passkey/--copy: " + e.getMessage());
+                List<PasskeyTask.Prompt> replayed = o.passkeySamples() == 0 ? List.of()
+                        : ReplayedPasskey.load(o.passkeyPrompts(), tok, tokens);
+                samples = Samples.of(tokens, replayed, o.passkeySamples(), o.copySamples(), tok);
+            } catch (IllegalArgumentException | IOException e) {
+                return usageError(err, "--passkey/--passkey-prompts/--copy: " + e.getMessage());
+            }
+            FeatureMap learned = null;
+            if (o.policies().stream().anyMatch(p -> PolicyRegistry.create(p).less() == CacheRecipe.Less.LEARNED)) {
+                if (!Files.isRegularFile(o.lessMap())) {
+                    return usageError(err, "--less-map: file not found: " + o.lessMap().toAbsolutePath());
+                }
+                learned = FeatureMap.load(o.lessMap());
             }
             out.printf(Locale.ROOT, "model %s (%s), text %s: %d tokens; %d windows from token %d; cache %s; %d threads%n",
                     o.model().getFileName(), model.config(), o.text().getFileName(), tokens.length, o.windows(),
                     o.start(), o.dtype(), o.threads());
-            List<ResultRow> rows = evaluate(o, model, tok, tokens, samples, err);
-            String table = ResultTable.format(rows);
-            out.print(table);
-            ResultTable.write(o.out().resolve("results.csv"), ResultTable.csv(rows));
-            ResultTable.write(o.out().resolve("windows.csv"), ResultTable.windowsCsv(rows, o.start()));
-            ResultTable.write(o.out().resolve("results.txt"), table);
-            NllPlot.write(rows, "Continuation NLL vs KV memory: " + o.model().getFileName() + ", "
-                    + o.text().getFileName() + ", " + o.windows() + " windows", o.out().resolve("nll-vs-kv-memory.png"));
-            out.printf(Locale.ROOT, "wrote %s/{results.csv,windows.csv,results.txt,nll-vs-kv-memory.png}; total %s%n",
-                    o.out(), Progress.duration((System.nanoTime() - t0) / 1e9));
+            int configs = 1;
+            for (String policy : o.policies()) {
+                configs += policy.equals(PolicyRegistry.FULL) ? 0 : ratios(o, policy).length;
+            }
+            List<String> heatmapPolicies = heatmapPolicies(o);
+            if (o.decodeTimeWindows() > o.windows()) {
+                return usageError(err, "--decode-time: " + o.decodeTimeWindows() + " windows, at most --windows ("
+                        + o.windows() + ")");
+            }
+            long work = work(o, samples, configs)
+                    + (o.heatmap() == null ? 0 : NeedleHeatmap.work(o.heatmap(), heatmapPolicies.size()))
+                    + (o.decodeTimeWindows() == 0 ? 0
+                    : DecodeTimeRun.work(configs - 1, o.decodeTimeWindows(), samples.passkey()));
+            Progress progress = new Progress(err, work, err == System.err && Progress.stderrIsTerminal());
+            EvalModel eval = new EvalModel(model, tok, o.dtype(), progress::advance, learned);
+            List<ResultRow> rows = evaluate(o, eval, tokens, samples);
+            List<NeedleHeatmap.Map> maps = o.heatmap() == null ? List.of()
+                    : NeedleHeatmap.run(eval, o.heatmap(), heatmapPolicies, o.heatmapRatio(), tokens, tokens.length / 4);
+            List<DecodeTimeRun.Row> decodeTime = List.of();
+            if (o.decodeTimeWindows() > 0) {
+                int[][] windows = new int[o.decodeTimeWindows()][];
+                for (int w = 0; w < windows.length; w++) {
+                    windows[w] = ContinuationTask.window(tokens, o.start(), w);
+                }
+                decodeTime = DecodeTimeRun.run(eval, rows, windows, samples.passkey());
+            }
+            progress.finish();
+            Report.write(o, rows, maps, decodeTime, out);
+            out.printf(Locale.ROOT, "total %s%n", Progress.duration((System.nanoTime() - t0) / 1e9));
             return 0;
         } catch (IOException e) {
             err.println("error: " + e.getMessage());
             return 1;
         }
+    }
+
+    /** Returns the policies of the heatmaps: the full cache and every requested compressing policy. */
+    private static List<String> heatmapPolicies(EvalOptions o) {
+        List<String> names = new ArrayList<>(List.of(PolicyRegistry.FULL));
+        for (String p : o.policies()) {
+            if (!p.equals(PolicyRegistry.FULL) && PolicyRegistry.create(p).compresses()) {
+                names.add(p);
+            }
+        }
+        return names;
     }
 
     private static int usageError(PrintStream err, String message) {
@@ -117,20 +154,25 @@ public final class Evaluator {
     record Samples(List<PasskeyTask.Prompt> passkey, List<CopyTask.Prompt> copy) {
 
         /**
-         * Builds the prompts from the second half of the text (the continuation windows use the
-         * first part): passkey prompt {@code s} has its needle at depth {@code (s + 1/2) / n} and a
-         * key drawn from seed {@code s}; copy prompt {@code s} repeats a span starting at position
-         * {@code 64 + 192 s} (wrapping within the first quarter of the context).
+         * Takes {@code passkeySamples} of the replayed kvpress prompts {@code replayed}, spread
+         * evenly over their depths, and builds the copy prompts from the second half of the text
+         * (the continuation windows use the first part): copy prompt {@code s} repeats a span
+         * starting at position {@code 64 + 192 s} (wrapping within the first quarter of the context).
+         *
+         * @throws IllegalArgumentException if more passkey prompts are asked for than exist, or the
+         *     text is too short for the copy prompts
          */
-        static Samples of(Tokenizer tok, int[] tokens, int passkeySamples, int copySamples) {
-            int offset = tokens.length / 2;
-            List<PasskeyTask.Prompt> passkey = new ArrayList<>();
-            for (int s = 0; s < passkeySamples; s++) {
-                int[] filler = textAt(tok, tokens, offset, PASSKEY_CONTEXT + 64);
-                offset += PASSKEY_CONTEXT;
-                String key = String.format(Locale.ROOT, "%05d", 10000 + new Random(s).nextInt(90000));
-                passkey.add(PasskeyTask.build(tok, filler, PASSKEY_CONTEXT, (s + 0.5) / passkeySamples, key));
+        static Samples of(int[] tokens, List<PasskeyTask.Prompt> replayed, int passkeySamples, int copySamples,
+                          Tokenizer tok) {
+            if (passkeySamples > replayed.size()) {
+                throw new IllegalArgumentException(passkeySamples + " passkey prompts asked for, the prompt list has "
+                        + replayed.size());
             }
+            List<PasskeyTask.Prompt> passkey = new ArrayList<>();
+            for (int i : spread(replayed.size(), passkeySamples)) {
+                passkey.add(replayed.get(i));
+            }
+            int offset = tokens.length / 2;
             List<CopyTask.Prompt> copy = new ArrayList<>();
             for (int s = 0; s < copySamples; s++) {
                 int[] text = textAt(tok, tokens, offset, COPY_CONTEXT);
@@ -141,8 +183,20 @@ public final class Evaluator {
             return new Samples(List.copyOf(passkey), List.copyOf(copy));
         }
 
+        /** Returns {@code k} indices of {@code [0, n)} spread evenly, the first and the last included. */
+        static int[] spread(int n, int k) {
+            if (k <= 1) {
+                return k == 1 ? new int[] {0} : new int[0];
+            }
+            int[] idx = new int[k];
+            for (int i = 0; i < k; i++) {
+                idx[i] = (int) Math.round(i * (n - 1.0) / (k - 1));
+            }
+            return idx;
+        }
+
         /** Returns {@code length} tokens from the first word start at or after {@code from}. */
-        private static int[] textAt(Tokenizer tok, int[] tokens, int from, int length) {
+        static int[] textAt(Tokenizer tok, int[] tokens, int from, int length) {
             int i = from;
             while (i < tokens.length && !tok.piece(tokens[i]).startsWith("\u2581")) {
                 i++;
@@ -153,109 +207,71 @@ public final class Evaluator {
             }
             return Arrays.copyOfRange(tokens, i, i + length);
         }
-
-        /** Returns the tokens one (policy, ratio) runs through the model for these prompts. */
-        long work() {
-            long sum = 0;
-            for (PasskeyTask.Prompt p : passkey) {
-                sum += p.context().length + p.question().length + p.answer().length - 1;
-            }
-            for (CopyTask.Prompt p : copy) {
-                sum += p.context().length + p.span().length - 1;
-            }
-            return sum;
-        }
     }
 
-    private static List<ResultRow> evaluate(EvalOptions o, LlamaModel model, Tokenizer tok, int[] tokens,
-                                            Samples samples, PrintStream err) {
-        List<String> policies = new ArrayList<>(o.policies());
-        policies.remove(PolicyRegistry.FULL);
-        int configs = 1;
-        for (String policy : policies) {
-            configs += ratios(o, policy).length;
-        }
-        long perConfig = (long) o.windows() * (ContinuationTask.WINDOW - 1) + samples.work();
-        Progress progress = new Progress(err, configs * perConfig);
-        EvalModel eval = new EvalModel(model, tok, o.dtype(), progress::advance);
-        int[][] windows = new int[o.windows()][];
-        for (int w = 0; w < windows.length; w++) {
-            windows[w] = ContinuationTask.window(tokens, o.start(), w);
-        }
-        warmUp(new EvalModel(model, tok, o.dtype(), n -> { }), windows[0]);
-        List<ResultRow> rows = new ArrayList<>();
-        ResultRow full = evaluate(eval, PolicyRegistry.FULL, 0.0, windows, samples, Double.NaN);
-        rows.add(full);
-        for (String policy : policies) {
-            for (double ratio : ratios(o, policy)) {
-                rows.add(evaluate(eval, policy, ratio, windows, samples, full.nll()));
+    private static List<ResultRow> evaluate(EvalOptions o, EvalModel eval, int[] tokens, Samples samples) {
+        List<String> names = new ArrayList<>(List.of(PolicyRegistry.FULL));
+        List<SharedPrefill.Config> configs = new ArrayList<>(List.of(
+                new SharedPrefill.Config(PolicyRegistry.create(PolicyRegistry.FULL), 0)));
+        for (String policy : o.policies()) {
+            if (!policy.equals(PolicyRegistry.FULL)) {
+                for (double ratio : ratios(o, policy)) {
+                    names.add(policy);
+                    configs.add(new SharedPrefill.Config(PolicyRegistry.create(policy), ratio));
+                }
             }
         }
-        progress.finish();
+        int n = configs.size();
+        Tally[] tally = new Tally[n];
+        for (int c = 0; c < n; c++) {
+            tally[c] = new Tally(o.windows());
+        }
+        ContinuationTask continuation = new ContinuationTask(eval);
+        for (int w = 0; w < o.windows(); w++) {
+            List<ContinuationTask.Result> r = continuation.runAll(ContinuationTask.window(tokens, o.start(), w),
+                    configs, cache -> { });
+            for (int c = 0; c < n; c++) {
+                tally[c].add(w, r.get(c));
+            }
+        }
+        PasskeyTask passkeyTask = new PasskeyTask(eval);
+        for (PasskeyTask.Prompt p : samples.passkey()) {
+            List<PasskeyTask.Result> r = passkeyTask.runAll(p, configs);
+            for (int c = 0; c < n; c++) {
+                tally[c].add(r.get(c));
+            }
+        }
+        CopyTask copyTask = new CopyTask(eval);
+        for (CopyTask.Prompt p : samples.copy()) {
+            List<CopyTask.Result> r = copyTask.runAll(p, configs);
+            for (int c = 0; c < n; c++) {
+                tally[c].add(r.get(c));
+            }
+        }
+        List<ResultRow> rows = new ArrayList<>();
+        for (int c = 0; c < n; c++) {
+            double ratio = configs.get(c).ratio();
+            rows.add(tally[c].row(names.get(c), ratio, ContinuationTask.kept(ContinuationTask.CONTEXT, ratio),
+                    tally[0].nll()));
+        }
         return rows;
+    }
+
+    /** Returns the tokens the model runs for {@code configs} configurations (progress). */
+    static long work(EvalOptions o, Samples samples, int configs) {
+        long passes = (configs + SharedPrefill.MAX_GROUP - 1) / SharedPrefill.MAX_GROUP;
+        long sum = o.windows() * (passes * ContinuationTask.CONTEXT + configs * (ContinuationTask.CONTINUATION - 1L));
+        for (PasskeyTask.Prompt p : samples.passkey()) {
+            sum += passes * p.context().length + configs * (p.question().length + p.answer().length - 1L);
+        }
+        for (CopyTask.Prompt p : samples.copy()) {
+            sum += passes * p.context().length + configs * (p.span().length - 1L);
+        }
+        return sum;
     }
 
     /** Returns the ratios {@code policy} runs at: all of them, or 0 alone for a sharing plan. */
     private static double[] ratios(EvalOptions o, String policy) {
         return PolicyRegistry.create(policy).compresses() ? o.ratios() : new double[] {0.0};
-    }
-
-    /**
-     * Runs part of a window once, unscored, so the JIT has compiled the kernels before the first
-     * timed run (otherwise the first configuration's tokens/s would include compilation).
-     */
-    private static void warmUp(EvalModel eval, int[] window) {
-        try (var cache = eval.newCache(PolicyRegistry.create(PolicyRegistry.FULL), ContinuationTask.WINDOW)) {
-            eval.prefill(cache, window, 0, ContinuationTask.CONTEXT, 0);
-            eval.score(cache, Arrays.copyOfRange(window, ContinuationTask.CONTEXT, ContinuationTask.WINDOW - 1),
-                    ContinuationTask.CONTEXT);
-        }
-    }
-
-    private static ResultRow evaluate(EvalModel eval, String policyName, double ratio, int[][] windows,
-                                      Samples samples, double fullNll) {
-        CacheRecipe policy = PolicyRegistry.create(policyName);
-        ContinuationTask continuation = new ContinuationTask(eval);
-        double[] windowNll = new double[windows.length];
-        double bytes = 0;
-        double bytesEnd = 0;
-        double top1 = 0;
-        long tokens = 0;
-        long nanos = 0;
-        for (int w = 0; w < windows.length; w++) {
-            ContinuationTask.Result r = continuation.run(windows[w], policy, ratio);
-            windowNll[w] = r.meanNll();
-            bytes += r.bytesAfterCompress();
-            bytesEnd += r.bytesAtEnd();
-            top1 += r.top1();
-            tokens += r.tokens();
-            nanos += r.nanos();
-        }
-        double nll = Arrays.stream(windowNll).average().orElse(Double.NaN);
-        PasskeyTask passkeyTask = new PasskeyTask(eval);
-        double correct = 0;
-        double keyResident = 0;
-        for (PasskeyTask.Prompt p : samples.passkey()) {
-            PasskeyTask.Result r = passkeyTask.run(p, policy, ratio);
-            correct += r.correct() ? 1 : 0;
-            keyResident += r.keyResident();
-        }
-        CopyTask copyTask = new CopyTask(eval);
-        double copyNll = 0;
-        double copyTop1 = 0;
-        double spanResident = 0;
-        for (CopyTask.Prompt p : samples.copy()) {
-            CopyTask.Result r = copyTask.run(p, policy, ratio);
-            copyNll += r.meanNll();
-            copyTop1 += r.top1();
-            spanResident += r.spanResident();
-        }
-        int np = samples.passkey().size();
-        int nc = samples.copy().size();
-        int n = windows.length;
-        return new ResultRow(policyName, ratio, ContinuationTask.kept(ContinuationTask.CONTEXT, ratio),
-                bytes / n, bytesEnd / n, nll, Double.isNaN(fullNll) ? 0.0 : nll - fullNll, top1 / n, windowNll,
-                correct / np, keyResident / np, copyNll / nc, copyTop1 / nc, spanResident / nc,
-                tokens / (nanos / 1e9));
     }
 }

@@ -9,8 +9,9 @@ import java.util.List;
 /**
  * Passkey retrieval (the L2-norm paper's long-range test in kvpress's query-agnostic setting): a
  * 5-digit key is hidden at a requested depth of natural text; the context is compressed before
- * the question is known, then the question is fed uncompressed and the answer decoded greedily.
- * The score is an exact match of the decoded digits. The evaluator also records whether the key's
+ * the question is known, then the question (ending in the word-boundary piece that precedes the
+ * key, as in kvpress's golden prompts) is fed uncompressed and five digits are decoded greedily.
+ * The score is an exact match of the decoded tokens with the key's digit tokens. The evaluator also records whether the key's
  * tokens survived compression, which separates "the policy evicted the key" from "the model
  * cannot retrieve".
  */
@@ -23,9 +24,9 @@ final class PasskeyTask {
      * A passkey prompt.
      *
      * @param context BOS, filler, needle, filler ({@code context.length} tokens)
-     * @param question the question's tokens
+     * @param question the question's tokens, ending in the word-boundary piece before the key
      * @param key the 5-digit key
-     * @param answer the tokens of the expected answer ({@code " " + key})
+     * @param answer the key's five digit tokens
      * @param keyPositions per occurrence of the key in the needle, the context positions of its
      *     digit tokens
      * @param needleStart the context position of the needle's first token
@@ -41,19 +42,22 @@ final class PasskeyTask {
     /**
      * The outcome of one prompt.
      *
-     * @param correct whether the decoded answer was exactly the key
+     * @param correct whether the decoded tokens were exactly the key's digit tokens
      * @param answer the decoded text
+     * @param generated the decoded token ids
      * @param keyResident fraction of (layer, kv-head) buffers that still held every digit token of
      *     at least one occurrence of the key after compression
-     * @param tokens tokens run through the model
+     * @param tokens tokens run through the model after the shared prefill
      */
-    record Result(boolean correct, String answer, double keyResident, int tokens) {
+    record Result(boolean correct, String answer, int[] generated, double keyResident, int tokens) {
     }
 
     private final EvalModel eval;
+    private final SharedPrefill prefill;
 
     PasskeyTask(EvalModel eval) {
         this.eval = eval;
+        this.prefill = new SharedPrefill(eval);
     }
 
     /** Returns the needle sentence for {@code key}. */
@@ -94,8 +98,21 @@ final class PasskeyTask {
         System.arraycopy(needle, 0, context, 1 + split, needle.length);
         int rest = fillerTokens - split;
         System.arraycopy(filler, split, context, 1 + split + needle.length, rest);
-        int needleStart = 1 + split;
-        return new Prompt(context, tok.encode(QUESTION, false), key, tok.encode(key, false),
+        return of(tok, context, key, 1 + split);
+    }
+
+    /**
+     * Returns the prompt for a context that holds {@link #needle} for {@code key} at
+     * {@code needleStart}: the question is {@link #QUESTION} followed by the word-boundary piece
+     * that starts {@code " " + key}, and the answer is the key's digit tokens.
+     */
+    static Prompt of(Tokenizer tok, int[] context, String key, int needleStart) {
+        int[] spacedKey = tok.encode(key, false);
+        int[] question = tok.encode(QUESTION, false);
+        question = Arrays.copyOf(question, question.length + 1);
+        question[question.length - 1] = spacedKey[0];
+        int[] needle = tok.encode(needle(key), false);
+        return new Prompt(context, question, key, Arrays.copyOfRange(spacedKey, 1, spacedKey.length),
                 digitRuns(tok, needle, needleStart), needleStart);
     }
 
@@ -121,28 +138,38 @@ final class PasskeyTask {
 
     /** Runs one prompt with {@code policy}, compressing the context at {@code ratio} (0 = none). */
     Result run(Prompt p, CacheRecipe policy, double ratio) {
+        return runAll(p, List.of(new SharedPrefill.Config(policy, ratio))).getFirst();
+    }
+
+    /** Runs one prompt for every configuration, prefilling the context once for all of them. */
+    List<Result> runAll(Prompt p, List<SharedPrefill.Config> configs) {
         int n = p.context().length;
-        int total = n + p.question().length + p.answer().length;
-        int vocab = eval.vocab();
-        try (KvCache cache = eval.newCache(policy, total)) {
-            eval.prefill(cache, p.context(), 0, n, 0);
-            if (ratio > 0) {
-                cache.compress(ContinuationTask.kept(n, ratio));
-            }
+        return prefill.map(configs, p.context(),
+                n + p.question().length + p.answer().length, prefilled -> {
+            KvCache cache = prefilled.cache();
             double resident = keyResident(cache, p.keyPositions());
             float[] logits = eval.prefill(cache, p.question(), 0, p.question().length, n);
-            int pos = n + p.question().length;
-            int[] out = new int[p.answer().length];
-            for (int i = 0; i < out.length; i++) {
-                out[i] = Scoring.argmax(logits, 0, vocab);
-                if (i + 1 < out.length) {
-                    logits = eval.step(cache, out[i], pos++);
-                }
+            int[] out = decode(eval, cache, logits, n + p.question().length, p.answer().length, () -> { });
+            return new Result(Arrays.equals(out, p.answer()), eval.tokenizer().decode(out), out, resident,
+                    p.question().length + out.length - 1);
+        });
+    }
+
+    /**
+     * Decodes {@code length} tokens greedily, the first from {@code logits}, feeding each but the
+     * last at positions {@code position ..}; {@code afterStep} runs after every decode step.
+     */
+    static int[] decode(EvalModel eval, KvCache cache, float[] logits, int position, int length, Runnable afterStep) {
+        int[] out = new int[length];
+        int pos = position;
+        for (int i = 0; i < length; i++) {
+            out[i] = Scoring.argmax(logits, 0, eval.vocab());
+            if (i + 1 < length) {
+                logits = eval.step(cache, out[i], pos++);
+                afterStep.run();
             }
-            String answer = eval.tokenizer().decode(out);
-            return new Result(answer.strip().equals(p.key()), answer, resident,
-                    n + p.question().length + out.length - 1);
         }
+        return out;
     }
 
     /**

@@ -1,6 +1,7 @@
 package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.eval.CacheRecipe.Less;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -16,26 +17,32 @@ final class PolicyRegistry {
     /** The name of the full cache, the baseline every other policy is compared with. */
     static final String FULL = "full";
 
-    /** Rank of the LESS residual in the {@code +less} rows (docs/less.md measures 8, 32 and 64). */
-    static final int LESS_RANK = 32;
-
     private static final Map<String, Supplier<CacheRecipe>> POLICIES = new LinkedHashMap<>();
 
     static {
         POLICIES.put(FULL, () -> CacheRecipe.of(Policies.full()));
         POLICIES.put("streaming_llm", () -> CacheRecipe.of(Policies.streamingLlm()));
         POLICIES.put("knorm", () -> CacheRecipe.of(Policies.knorm()));
+        // Knorm as the L2-norm paper runs it: layers 0 and 1 are never compressed.
+        POLICIES.put("knorm_skip01", () -> CacheRecipe.of(Policies.knorm(0, 0, 1)));
         POLICIES.put("snapkv", () -> CacheRecipe.of(Policies.snapKv()));
         // kvpress ObservedAttentionPress: accumulated attention over the queries that saw the key.
         POLICIES.put("h2o", () -> CacheRecipe.of(Policies.observedAttention()));
         POLICIES.put("tova", () -> CacheRecipe.of(Policies.tova()));
         POLICIES.put("corm", () -> CacheRecipe.of(Policies.corm()));
-        POLICIES.put("knorm+less", () -> new CacheRecipe(Policies.knorm(), LESS_RANK, null));
-        POLICIES.put("h2o+less", () -> new CacheRecipe(Policies.observedAttention(), LESS_RANK, null));
+        // LESS with FAVOR+ random features (+less) and with the trained maps (+less_learned).
+        POLICIES.put("knorm+less", () -> new CacheRecipe(Policies.knorm(), Less.RANDOM, null));
+        POLICIES.put("h2o+less", () -> new CacheRecipe(Policies.observedAttention(), Less.RANDOM, null));
+        POLICIES.put("snapkv+less", () -> new CacheRecipe(Policies.snapKv(), Less.RANDOM, null));
+        POLICIES.put("streaming_llm+less", () -> new CacheRecipe(Policies.streamingLlm(), Less.RANDOM, null));
+        POLICIES.put("h2o+less_learned", () -> new CacheRecipe(Policies.observedAttention(), Less.LEARNED, null));
+        POLICIES.put("snapkv+less_learned", () -> new CacheRecipe(Policies.snapKv(), Less.LEARNED, null));
+        POLICIES.put("streaming_llm+less_learned",
+                () -> new CacheRecipe(Policies.streamingLlm(), Less.LEARNED, null));
         // Training-free sharing plans that KVSharer's rule chose for austen-base on a calibration
         // text before the evaluation windows (docs/sharing.md): 2 and 4 of 8 layers read another.
-        POLICIES.put("share2", () -> new CacheRecipe(Policies.full(), 0, SharingPlan.parse("0_1_2_3_4_5_5_5")));
-        POLICIES.put("share4", () -> new CacheRecipe(Policies.full(), 0, SharingPlan.parse("0_1_2_2_2_5_5_5")));
+        POLICIES.put("share2", () -> new CacheRecipe(Policies.full(), Less.NONE, SharingPlan.parse("0_1_2_3_4_5_5_5")));
+        POLICIES.put("share4", () -> new CacheRecipe(Policies.full(), Less.NONE, SharingPlan.parse("0_1_2_2_2_5_5_5")));
     }
 
     private PolicyRegistry() {

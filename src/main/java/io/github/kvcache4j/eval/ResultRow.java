@@ -8,6 +8,7 @@ package io.github.kvcache4j.eval;
  * @param kept context tokens kept per (layer, kv-head)
  * @param kvBytes resident KV bytes right after compressing the context (mean over windows)
  * @param kvBytesEnd resident KV bytes after the continuation (mean over windows)
+ * @param kvBytesPeak the most KV bytes resident at any point of a window (largest over windows)
  * @param nll mean continuation NLL over the windows (nats per token)
  * @param deltaNll {@code nll} minus the full cache's
  * @param top1 fraction of continuation tokens predicted top-1
@@ -17,9 +18,9 @@ package io.github.kvcache4j.eval;
  * @param copyNll mean NLL of the repeated span
  * @param copyTop1 top-1 agreement on the repeated span
  * @param spanResident mean fraction of the span's KV entries kept
- * @param tokensPerSecond tokens through the model per second, continuation task (prefill + continuation)
+ * @param tokensPerSecond continuation tokens per second through the model over the compressed cache
  */
-record ResultRow(String policy, double ratio, int kept, double kvBytes, double kvBytesEnd, double nll,
+record ResultRow(String policy, double ratio, int kept, double kvBytes, double kvBytesEnd, long kvBytesPeak, double nll,
                  double deltaNll, double top1, double[] windowNll, double passkey, double keyResident,
                  double copyNll, double copyTop1, double spanResident, double tokensPerSecond) {
 

@@ -11,6 +11,7 @@ import java.util.Locale;
 final class ResultTable {
 
     private static final String[] CSV_HEADER = {"policy", "ratio", "kept_tokens", "kv_bytes", "kv_bytes_end",
+        "kv_bytes_peak",
         "mean_nll", "perplexity", "delta_nll", "top1", "passkey_acc", "key_resident", "copy_nll", "copy_top1",
         "span_resident", "tokens_per_s"};
 
@@ -55,7 +56,7 @@ final class ResultTable {
         StringBuilder sb = new StringBuilder(String.join(",", CSV_HEADER)).append('\n');
         for (ResultRow r : rows) {
             sb.append(String.join(",", r.policy(), num(r.ratio()), Integer.toString(r.kept()),
-                    num(Math.rint(r.kvBytes())), num(Math.rint(r.kvBytesEnd())), num(r.nll()),
+                    num(Math.rint(r.kvBytes())), num(Math.rint(r.kvBytesEnd())), Long.toString(r.kvBytesPeak()), num(r.nll()),
                     num(r.perplexity()), num(r.deltaNll()), num(r.top1()), num(r.passkey()),
                     num(r.keyResident()), num(r.copyNll()), num(r.copyTop1()), num(r.spanResident()),
                     num(Math.rint(r.tokensPerSecond())))).append('\n');

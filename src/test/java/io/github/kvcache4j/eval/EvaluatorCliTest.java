@@ -40,7 +40,7 @@ class EvaluatorCliTest {
     @Test
     void defaultsMatchTheDocumentedRun() throws UsageException {
         EvalOptions o = EvalOptions.parse();
-        assertEquals(Path.of("data", "austen-base-f16.gguf"), o.model());
+        assertEquals(Path.of("data", "austen-recall-f16.gguf"), o.model());
         assertEquals(Path.of("data", "persuasion.txt"), o.text());
         assertEquals(4096, o.start());
         assertEquals(List.copyOf(PolicyRegistry.names()), o.policies());
@@ -48,13 +48,16 @@ class EvaluatorCliTest {
         assertEquals(4, o.windows());
         assertEquals(DType.F32, o.dtype());
         assertEquals(Path.of("target", "eval"), o.out());
+        assertEquals(EvalOptions.DEFAULT_PASSKEY, o.passkeySamples());
+        assertEquals(Path.of("data", "passkey-prompts.csv"), o.passkeyPrompts());
+        assertEquals(Path.of("data", "austen-recall-less.bin"), o.lessMap());
     }
 
     @Test
     void parsesEveryOptionInBothForms() throws UsageException {
         EvalOptions o = EvalOptions.parse("--model", "m.gguf", "--text=t.txt", "--start", "10", "--policies",
                 "KNORM, tova,knorm", "--ratios=0.5,0,0.5", "--windows", "16", "--passkey", "0", "--copy=1",
-                "--threads", "3", "--dtype", "bf16", "--out", "o");
+                "--threads", "3", "--dtype", "bf16", "--out", "o", "--passkey-prompts", "p.csv", "--less-map=m.bin");
         assertEquals(Path.of("m.gguf"), o.model());
         assertEquals(Path.of("t.txt"), o.text());
         assertEquals(10, o.start());
@@ -66,6 +69,8 @@ class EvaluatorCliTest {
         assertEquals(3, o.threads());
         assertEquals(DType.BF16, o.dtype());
         assertEquals(Path.of("o"), o.out());
+        assertEquals(Path.of("p.csv"), o.passkeyPrompts());
+        assertEquals(Path.of("m.bin"), o.lessMap());
     }
 
     @Test
@@ -88,7 +93,7 @@ class EvaluatorCliTest {
 
     @Test
     void rejectsUnknownPoliciesNamingTheKnownOnes() {
-        assertRejected("--policies: unknown policy 'lru'; known: full, streaming_llm, knorm, snapkv, h2o, tova, corm",
+        assertRejected("--policies: unknown policy 'lru'; known: full, streaming_llm, knorm, knorm_skip01, snapkv, h2o, tova, corm",
                 "--policies", "knorm,lru");
         assertRejected("--policies: empty list", "--policies", ",");
     }
@@ -144,6 +149,33 @@ class EvaluatorCliTest {
         assertEquals("42s", Progress.duration(42.2));
         assertEquals("3m05s", Progress.duration(185));
         assertEquals("1h02m", Progress.duration(3720));
+    }
+
+    @Test
+    void progressRedrawsOneLineOnATerminalAndWritesLinesElsewhere() {
+        long[] now = {0};
+        for (boolean terminal : new boolean[] {true, false}) {
+            now[0] = 0;
+            ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+            Progress p = new Progress(new PrintStream(bytes, true, StandardCharsets.UTF_8), 100, terminal, () -> now[0]);
+            p.advance(1);
+            assertEquals("", bytes.toString(StandardCharsets.UTF_8), "silent for the first two seconds");
+            // One report every 0.5 s for 30 s: a terminal redraws each, a pipe gets one per 10 s.
+            for (int i = 0; i < 60; i++) {
+                now[0] = 2_000_000_000L + i * 500_000_000L;
+                p.advance(1);
+            }
+            p.finish();
+            String s = bytes.toString(StandardCharsets.UTF_8);
+            if (terminal) {
+                assertEquals(61, s.chars().filter(c -> c == '\r').count(), s);
+                assertEquals(1, s.chars().filter(c -> c == '\n').count(), "one line: " + s);
+            } else {
+                assertEquals(0, s.chars().filter(c -> c == '\r').count(), s);
+                assertEquals(List.of("progress   2% 2s elapsed, ETA 1m38s", "progress  22% 12s elapsed, ETA 43s",
+                        "progress  42% 22s elapsed, ETA 30s", "progress 100% 32s"), s.lines().toList());
+            }
+        }
     }
 
     @Test

@@ -69,8 +69,9 @@ class PromptsTest {
                 }
                 assertEquals("40729", digits.toString(), "the key's digit tokens");
             }
-            assertEquals("40729", tok.decode(p.answer()).strip());
-            assertEquals(PasskeyTask.QUESTION, tok.decode(p.question()));
+            assertEquals("40729", tok.decode(p.answer()));
+            assertEquals(5, p.answer().length, "one token per digit");
+            assertEquals(PasskeyTask.QUESTION + " ", tok.decode(p.question()), "the question ends in the key's space");
             // Filler after the needle continues where the filler before it stopped.
             int split = p.needleStart() - 1;
             assertArrayEquals(Arrays.copyOfRange(filler, 0, 1984 - 1 - needle.length),
@@ -114,7 +115,8 @@ class PromptsTest {
             PasskeyTask.Prompt p = PasskeyTask.build(tok, filler(70_000, 300), 256, 0.5, "40729");
             PasskeyTask.Result r = task.run(p, CacheRecipe.of(Policies.full()), 0);
             assertEquals(1.0, r.keyResident(), "the full cache keeps the key");
-            assertEquals(r.answer().strip().equals("40729"), r.correct(), "exact match of '" + r.answer() + "'");
+            assertEquals(java.util.Arrays.equals(r.generated(), p.answer()), r.correct(), "exact match of '" + r.answer() + "'");
+            assertEquals(r.answer().equals("40729"), r.correct(), "the digits decode to the key");
             PasskeyTask.Result knorm = task.run(p, CacheRecipe.of(Policies.knorm()), 0.9);
             assertTrue(knorm.keyResident() >= 0 && knorm.keyResident() <= 1);
         }
@@ -139,7 +141,7 @@ class PromptsTest {
             CopyTask.Prompt p = CopyTask.build(filler(80_000, 400), tok.bos(), 256, 8, 32);
             CopyTask.Result full = task.run(p, CacheRecipe.of(Policies.full()), 0);
             assertEquals(1.0, full.spanResident());
-            assertEquals(256 + 31, full.tokens());
+            assertEquals(31, full.tokens(), "repeat tokens fed after the prefill");
             int[] sequence = concat(p.context(), p.span());
             double sum = 0;
             int hits = 0;
@@ -160,16 +162,33 @@ class PromptsTest {
     }
 
     @Test
-    void samplesComeFromTheSecondHalfOfTheText() {
-        Evaluator.Samples s = Evaluator.Samples.of(tok, tokens, 3, 2);
-        assertEquals(3, s.passkey().size());
+    void samplesSpreadTheReplayedPromptsAndTakeCopiesFromTheSecondHalf() throws IOException {
+        List<PasskeyTask.Prompt> replayed = ReplayedPasskey.load(SharedFiles.bundled("passkey-prompts.csv"), tok, tokens);
+        Evaluator.Samples s = Evaluator.Samples.of(tokens, replayed, 3, 2, tok);
+        assertEquals(List.of(replayed.get(0), replayed.get(25), replayed.get(49)), s.passkey());
         assertEquals(2, s.copy().size());
-        List<Double> depths = s.passkey().stream().map(PasskeyTask.Prompt::depth).toList();
-        assertEquals(1.0 / 6, depths.get(0), 0.01);
-        assertEquals(0.5, depths.get(1), 0.01);
-        assertEquals(5.0 / 6, depths.get(2), 0.01);
-        assertTrue(s.passkey().stream().map(PasskeyTask.Prompt::key).distinct().count() == 3, "distinct keys");
-        assertThrows(IllegalArgumentException.class, () -> Evaluator.Samples.of(tok, tokens, 100, 0));
+        int[] firstCopy = Arrays.copyOfRange(s.copy().get(0).context(), 1, 65);
+        int at = tokens.length / 2;
+        while (!tok.piece(tokens[at]).startsWith("\u2581")) {
+            at++;
+        }
+        assertArrayEquals(Arrays.copyOfRange(tokens, at, at + 64), firstCopy, "the first copy context starts mid-text");
+        assertArrayEquals(new int[] {0, 12, 25, 37, 49}, Evaluator.Samples.spread(50, 5));
+        assertThrows(IllegalArgumentException.class, () -> Evaluator.Samples.of(tokens, replayed, 51, 0, tok));
+    }
+
+    @Test
+    void replayedPromptsRejectBadLinesNamingTheField() {
+        IllegalArgumentException key = assertThrows(IllegalArgumentException.class,
+                () -> ReplayedPasskey.build(tok, tokens, 1234, 1000, 10));
+        assertEquals("key: 1234 is outside [10000, 99999]", key.getMessage());
+        IllegalArgumentException start = assertThrows(IllegalArgumentException.class,
+                () -> ReplayedPasskey.build(tok, tokens, 12345, tokens.length - 100, 10));
+        assertTrue(start.getMessage().startsWith("filler_start: " + (tokens.length - 100) + " is outside [1, "),
+                start.getMessage());
+        IllegalArgumentException split = assertThrows(IllegalArgumentException.class,
+                () -> ReplayedPasskey.build(tok, tokens, 12345, 1000, 0));
+        assertEquals("key_sentence_start: 0 is outside [1, 1971]", split.getMessage());
     }
 
     private static int[] concat(int[] a, int[] b) {

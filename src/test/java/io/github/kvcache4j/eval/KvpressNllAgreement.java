@@ -1,0 +1,151 @@
+package io.github.kvcache4j.eval;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.github.kvcache4j.DType;
+import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.model.GgufFile;
+import io.github.kvcache4j.model.LlamaModel;
+import io.github.kvcache4j.model.Tokenizer;
+import io.github.kvcache4j.testutil.Json;
+import io.github.kvcache4j.testutil.SharedFiles;
+import java.io.IOException;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Cross-implementation check: the evaluator's continuation NLL, per window, against NVIDIA
+ * kvpress on the same model and windows (a golden file in {@code ../shared/models/golden}).
+ * Windows 0 and 1 by default ({@code -Dkvpress.windows=16} checks all of them). Every
+ * configuration of a window shares one model pass over its context ({@link SharedPrefill}).
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+abstract class KvpressNllAgreement {
+
+    /** Largest accepted per-window NLL difference (nats); kvpress vs its reference differ by 9e-5. */
+    private static final double TOLERANCE = 0.002;
+    private static final int WINDOWS = Integer.getInteger("kvpress.windows", 2);
+
+    private final String goldenFile;
+    private final String modelFile;
+    private Map<String, Object> golden;
+    private GgufFile gguf;
+    private LlamaModel model;
+    private int[] tokens;
+    private ContinuationTask task;
+    private final Map<String, double[]> ours = new HashMap<>();
+
+    /** Compares the evaluator on the bundled {@code modelFile} with {@code goldenFile}. */
+    KvpressNllAgreement(String goldenFile, String modelFile) {
+        this.goldenFile = goldenFile;
+        this.modelFile = modelFile;
+    }
+
+    @BeforeAll
+    void load() throws IOException {
+        golden = Json.read(SharedFiles.golden(goldenFile));
+        gguf = GgufFile.open(SharedFiles.bundled(modelFile));
+        model = LlamaModel.load(gguf, 2);
+        Tokenizer tok = Tokenizer.fromGguf(gguf);
+        tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
+        task = new ContinuationTask(new EvalModel(model, tok, DType.F32, n -> { }));
+        List<KvpressPresses.Entry> entries = KvpressPresses.entries();
+        entries.forEach(e -> ours.put(e.policy() + "@" + e.ratio(), new double[WINDOWS]));
+        for (int w = 0; w < WINDOWS; w++) {
+            List<ContinuationTask.Result> results = task.runAll(ContinuationTask.window(tokens, 4096, w),
+                    KvpressPresses.configs(entries), cache -> { });
+            for (int i = 0; i < entries.size(); i++) {
+                ours.get(entries.get(i).policy() + "@" + entries.get(i).ratio())[w] = results.get(i).meanNll();
+            }
+        }
+    }
+
+    @AfterAll
+    void close() {
+        model.close();
+        gguf.close();
+    }
+
+    @Test
+    void windowTokenIdsEqualKvpress() {
+        List<?> expected = (List<?>) golden.get("window_token_ids");
+        int[] starts = Json.ints(Json.object(golden, "protocol"), "window_starts");
+        for (int w = 0; w < expected.size(); w++) {
+            int[] ids = ((List<?>) expected.get(w)).stream().mapToInt(x -> ((Double) x).intValue()).toArray();
+            assertEquals(4096 + w * ContinuationTask.WINDOW, starts[w], "window start " + w);
+            assertArrayEquals(ids, ContinuationTask.window(tokens, 4096, w), "window " + w);
+        }
+    }
+
+    @Test
+    void fullCacheMatchesKvpressPerWindow() {
+        double[] expected = perWindow("no_press", "0.0");
+        for (int w = 0; w < WINDOWS; w++) {
+            assertEquals(expected[w], ours.get(PolicyRegistry.FULL + "@0.0")[w], TOLERANCE, "full cache, window " + w);
+        }
+    }
+
+    Stream<Arguments> pressesAndRatios() {
+        return KvpressPresses.entries().stream().skip(1).map(e -> Arguments.of(e.policy(), e.press(), e.ratio()));
+    }
+
+    @ParameterizedTest(name = "{0} ({1}) at {2}")
+    @MethodSource("pressesAndRatios")
+    void policyMatchesKvpressPerWindow(String policy, String press, double ratio) {
+        double[] expected = perWindow(press, Double.toString(ratio));
+        for (int w = 0; w < WINDOWS; w++) {
+            double nll = ours.get(policy + "@" + ratio)[w];
+            System.out.printf(Locale.ROOT, "%s %.2f window %d: ours %.6f kvpress %.6f diff %+.6f%n",
+                    policy, ratio, w, nll, expected[w], nll - expected[w]);
+            assertEquals(expected[w], nll, TOLERANCE, policy + " at " + ratio + ", window " + w);
+        }
+    }
+
+    @Test
+    void knormKeepsKvpressIndicesAtHalfInWindowZero() {
+        Map<String, Object> kept = Json.object(golden, "knorm_kept_indices");
+        List<?> indices = (List<?>) kept.get("indices");
+        long[] common = new long[2];
+        task.run(ContinuationTask.window(tokens, 4096, 0), PolicyRegistry.create("knorm"), 0.5, cache -> {
+            for (int l = 0; l < indices.size(); l++) {
+                List<?> heads = (List<?>) indices.get(l);
+                for (int h = 0; h < heads.size(); h++) {
+                    int[] expected = ((List<?>) heads.get(h)).stream().mapToInt(x -> ((Double) x).intValue()).toArray();
+                    common[0] += overlap(cache, l, h, expected);
+                    common[1] += expected.length;
+                }
+            }
+        });
+        System.out.printf("knorm ratio 0.5 window 0: %d of %d kept (layer, kv-head, position) entries as kvpress%n",
+                common[0], common[1]);
+    }
+
+    /** Asserts that at least 99% of the kept positions are kvpress's; returns how many are. */
+    private static long overlap(KvCache cache, int layer, int kvHead, int[] expected) {
+        int[] ours = cache.positions(layer, kvHead);
+        assertEquals(expected.length, ours.length, "kept tokens of " + layer + "/" + kvHead);
+        Arrays.sort(ours);
+        long common = Arrays.stream(expected).filter(p -> Arrays.binarySearch(ours, p) >= 0).count();
+        assertTrue(common >= 0.99 * expected.length, "layer " + layer + " kv-head " + kvHead + ": " + common + " of "
+                + expected.length + " kept positions agree with kvpress");
+        return common;
+    }
+
+    private double[] perWindow(String press, String ratio) {
+        Map<String, Object> results = Json.object(Json.object(Json.object(golden, "presses"), press), "results");
+        return Json.doubles(Json.object(results, ratio), "per_window_nll");
+    }
+}

@@ -1,0 +1,52 @@
+package io.github.kvcache4j.eval;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/** The configurations of kvpress's golden files: the full cache, then five presses at four ratios. */
+final class KvpressPresses {
+
+    /** The compression ratios of the golden files. */
+    static final double[] RATIOS = {0.25, 0.5, 0.75, 0.9};
+
+    /**
+     * One configuration.
+     *
+     * @param policy the evaluator's policy name
+     * @param press the kvpress press name in the golden files
+     * @param ratio the compression ratio (0 for the full cache)
+     */
+    record Entry(String policy, String press, double ratio) {
+
+        /** Returns the evaluator configuration. */
+        SharedPrefill.Config config() {
+            return new SharedPrefill.Config(PolicyRegistry.create(policy), ratio);
+        }
+
+        /** Returns the golden file's key of the ratio ({@code "0.0"}, {@code "0.25"}, ...). */
+        String ratioKey() {
+            return Double.toString(ratio);
+        }
+    }
+
+    private KvpressPresses() {
+    }
+
+    /** Returns the full cache ({@code no_press}) and every press at every ratio. */
+    static List<Entry> entries() {
+        String[][] presses = {{"knorm", "KnormPress"}, {"streaming_llm", "StreamingLLMPress"},
+            {"snapkv", "SnapKVPress"}, {"h2o", "ObservedAttentionPress"}, {"tova", "TOVAPress"}};
+        List<Entry> entries = new ArrayList<>(List.of(new Entry(PolicyRegistry.FULL, "no_press", 0.0)));
+        for (String[] p : presses) {
+            for (double r : RATIOS) {
+                entries.add(new Entry(p[0], p[1], r));
+            }
+        }
+        return entries;
+    }
+
+    /** Returns the evaluator configurations of {@code entries}, in order. */
+    static List<SharedPrefill.Config> configs(List<Entry> entries) {
+        return entries.stream().map(Entry::config).toList();
+    }
+}

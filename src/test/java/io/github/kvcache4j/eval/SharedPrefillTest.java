@@ -1,0 +1,125 @@
+package io.github.kvcache4j.eval;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import io.github.kvcache4j.DType;
+import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.less.FeatureMap;
+import io.github.kvcache4j.model.GgufFile;
+import io.github.kvcache4j.model.LlamaModel;
+import io.github.kvcache4j.model.Tokenizer;
+import io.github.kvcache4j.testutil.SharedFiles;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+/**
+ * One shared prefill gives every configuration exactly what its own prefill gives: the same kept
+ * positions, the same logits and the same answers, for policies that observe every query (h2o),
+ * only the last ones (snapkv, tova), none (knorm), and one that evicts during the prefill (corm).
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class SharedPrefillTest {
+
+    private static final String[] POLICIES = {"full", "knorm", "snapkv", "tova", "h2o", "corm", "h2o+less_learned"};
+
+    private GgufFile gguf;
+    private LlamaModel model;
+    private EvalModel eval;
+    private int[] tokens;
+
+    @BeforeAll
+    void load() throws IOException {
+        gguf = GgufFile.open(SharedFiles.bundled("austen-recall-f16.gguf"));
+        model = LlamaModel.load(gguf, 2);
+        Tokenizer tok = Tokenizer.fromGguf(gguf);
+        tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
+        eval = new EvalModel(model, tok, DType.F32, n -> { }, FeatureMap.load(SharedFiles.bundled("austen-recall-less.bin")));
+    }
+
+    @AfterAll
+    void close() {
+        model.close();
+        gguf.close();
+    }
+
+    private static List<SharedPrefill.Config> configs(double ratio) {
+        List<SharedPrefill.Config> configs = new ArrayList<>();
+        for (String p : POLICIES) {
+            configs.add(new SharedPrefill.Config(PolicyRegistry.create(p), p.equals("full") ? 0 : ratio));
+        }
+        return configs;
+    }
+
+    @Test
+    void sharedPrefillKeepsWhatEachOwnPrefillKeeps() {
+        assertSharedEqualsOwn(configs(0.75));
+    }
+
+    @Test
+    void aFirstCacheThatEvictsDoesNotDriveTheOthers() {
+        List<SharedPrefill.Config> configs = new ArrayList<>(configs(0.5));
+        // CORM drops keys during the prefill; first in the group, its attention would feed the model.
+        configs.addFirst(configs.remove(List.of(POLICIES).indexOf("corm")));
+        assertSharedEqualsOwn(configs);
+    }
+
+    private void assertSharedEqualsOwn(List<SharedPrefill.Config> configs) {
+        int[] context = Arrays.copyOfRange(tokens, 20_000, 20_300);
+        context[0] = eval.tokenizer().bos();
+        // The Vector API kernels round the last bit differently before and after the JIT compiles
+        // them, so one unchecked pass first: then shared and own prefills must agree bit for bit.
+        new SharedPrefill(eval).run(configs, context, 320).forEach(p -> p.cache().close());
+        List<SharedPrefill.Prefilled> shared = new SharedPrefill(eval).run(configs, context, 320);
+        try {
+            for (int i = 0; i < configs.size(); i++) {
+                List<SharedPrefill.Prefilled> own = new SharedPrefill(eval).run(List.of(configs.get(i)), context, 320);
+
+                try {
+                    KvCache a = shared.get(i).cache();
+                    KvCache b = own.getFirst().cache();
+                    for (int l = 0; l < model.config().layers(); l++) {
+                        for (int h = 0; h < model.config().kvHeads(); h++) {
+                            int[] pa = a.positions(l, h);
+                            int[] pb = b.positions(l, h);
+                            Arrays.sort(pa);
+                            Arrays.sort(pb);
+                            assertArrayEquals(pb, pa, name(configs, i) + " layer " + l + " kv-head " + h);
+                        }
+                    }
+                    assertArrayEquals(own.getFirst().lastLogits(), shared.get(i).lastLogits(), name(configs, i));
+                    int[] next = {context[299]};
+                    assertArrayEquals(model.forward(b, next, 300, false), model.forward(a, next, 300, false),
+                            name(configs, i) + ": logits after compression");
+                } finally {
+                    own.forEach(p -> p.cache().close());
+                }
+            }
+        } finally {
+            shared.forEach(p -> p.cache().close());
+        }
+    }
+
+    private static String name(List<SharedPrefill.Config> configs, int i) {
+        return configs.get(i).recipe().policy().name() + " " + configs.get(i).recipe().less();
+    }
+
+    @Test
+    void lockstepRejectsMismatchedArguments() {
+        try (KvCache cache = eval.newCache(PolicyRegistry.create("full"), 16)) {
+            IllegalArgumentException empty = assertThrows(IllegalArgumentException.class,
+                    () -> new LockstepCache(List.of(), new int[0]));
+            assertEquals("caches: empty list, need at least one cache", empty.getMessage());
+            IllegalArgumentException from = assertThrows(IllegalArgumentException.class,
+                    () -> new LockstepCache(List.of(cache), new int[2]));
+            assertEquals("observeFrom: 2 entries for 1 caches", from.getMessage());
+        }
+    }
+}
