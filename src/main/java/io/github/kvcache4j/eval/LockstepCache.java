@@ -56,8 +56,8 @@ final class LockstepCache implements KvCache {
             }
             // A tracker's interest in attention is part of the policy's description, not of its
             // state, so a fresh tracker answers for the cache's own.
-            EvictionPolicy.Tracker t = cc.policy().newTracker(cc.layers(), cc.kvHeads(),
-                    cc.queryHeads() / cc.kvHeads(), cc.capacity());
+            EvictionPolicy.Tracker t = cc.policy().newTracker(new EvictionPolicy.Shape(cc.layers(), cc.kvHeads(),
+                    cc.groupSize(), cc.capacity()));
             observes[i] = new boolean[cc.layers()];
             for (int l = 0; l < cc.layers(); l++) {
                 observes[i][l] = t.wantsAttention(cc.kvSourceLayers()[l]);
