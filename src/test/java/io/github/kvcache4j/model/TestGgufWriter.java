@@ -46,6 +46,10 @@ final class TestGgufWriter {
         return kvRaw(key, 6, new Buf().i32(Float.floatToIntBits(v)).toArray());
     }
 
+    TestGgufWriter kvBool(String key, boolean v) {
+        return kvRaw(key, 7, new byte[] {(byte) (v ? 1 : 0)});
+    }
+
     TestGgufWriter kvString(String key, String v) {
         return kvRaw(key, 8, new Buf().str(v).toArray());
     }
@@ -78,6 +82,13 @@ final class TestGgufWriter {
     TestGgufWriter tensor(String name, int type, byte[] data, long... dims) {
         tensors.add(new Tensor(name, dims, type, null, data));
         return this;
+    }
+
+    /** Adds an F32 tensor of {@code values}, little-endian. */
+    TestGgufWriter tensorF32(String name, float[] values, long... dims) {
+        ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+        b.asFloatBuffer().put(values);
+        return tensor(name, 0, b.array(), dims);
     }
 
     /** Adds a tensor info with an explicit offset and no data of its own. */

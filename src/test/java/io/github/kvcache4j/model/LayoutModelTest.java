@@ -1,0 +1,238 @@
+package io.github.kvcache4j.model;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.github.kvcache4j.DType;
+import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.testutil.SharedFiles;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * The layouts of the GGUF models people download, each as a small random model written by
+ * {@link TestGgufWriter}, against the float64 forward pass of {@link SyntheticModel}: Llama 3
+ * with the real 128K vocabulary, a {@code rope_freqs} tensor and an explicit head width; Qwen2
+ * with q/k/v biases and NeoX-order RoPE; tied embeddings with the {@code llama3} scaling keys at
+ * every head width the kernels run.
+ *
+ * <p>Tolerance: the decoder computes in float32 what the reference computes in float64; over two
+ * blocks with logits of magnitude up to ~10 the rounding stays near 1e-5, so logits must agree to
+ * {@value #TOLERANCE} (the printed differences show the margin). RoPE scaling is chosen to turn
+ * most pairs within the first positions (an original context of 32), and the test checks that
+ * ignoring it moves the logits by far more than the tolerance.
+ */
+class LayoutModelTest {
+
+    private static final double TOLERANCE = 2e-4;
+    private static final double FACTOR = 8;
+    private static final double LOW = 1;
+    private static final double HIGH = 4;
+    private static final int ORIGINAL_CONTEXT = 32;
+
+    @TempDir
+    Path dir;
+
+    /** Meta's Llama 3.1 frequency divisors, written here from the rule, in float64. */
+    static double[] llama3Factors(double base, int headDim) {
+        double[] f = new double[headDim / 2];
+        for (int i = 0; i < f.length; i++) {
+            double freq = Math.pow(base, -2.0 * i / headDim);
+            double wavelength = 2 * Math.PI / freq;
+            double lowWavelength = ORIGINAL_CONTEXT / LOW;
+            double highWavelength = ORIGINAL_CONTEXT / HIGH;
+            double scaled;
+            if (wavelength < highWavelength) {
+                scaled = freq;
+            } else if (wavelength > lowWavelength) {
+                scaled = freq / FACTOR;
+            } else {
+                double smooth = (ORIGINAL_CONTEXT / wavelength - LOW) / (HIGH - LOW);
+                scaled = (1 - smooth) * freq / FACTOR + smooth * freq;
+            }
+            f[i] = freq / scaled;
+        }
+        return f;
+    }
+
+    private static float[] toFloat(double[] a) {
+        float[] f = new float[a.length];
+        for (int i = 0; i < a.length; i++) {
+            f[i] = (float) a[i];
+        }
+        return f;
+    }
+
+    private static double[] widen(float[] a) {
+        double[] d = new double[a.length];
+        for (int i = 0; i < a.length; i++) {
+            d[i] = a[i];
+        }
+        return d;
+    }
+
+    /** Copies every {@code tokenizer.*} key of a vocabulary file into {@code w}. */
+    static void copyTokenizer(GgufFile vocab, TestGgufWriter w) {
+        for (Map.Entry<String, Object> e : vocab.metadata().entrySet()) {
+            String k = e.getKey();
+            if (!k.startsWith("tokenizer.")) {
+                continue;
+            }
+            switch (e.getValue()) {
+                case String s -> w.kvString(k, s);
+                case String[] a -> w.kvStringArray(k, a);
+                case int[] a -> w.kvI32Array(k, a);
+                case float[] a -> w.kvF32Array(k, a);
+                case Integer i -> w.kvI32(k, i);
+                case Long l -> w.kvU32(k, Math.toIntExact(l));
+                case Boolean b -> w.kvBool(k, b);
+                default -> throw new IllegalArgumentException(k + ": cannot copy " + e.getValue().getClass());
+            }
+        }
+    }
+
+    private Path write(String name, TestGgufWriter w) throws IOException {
+        Path file = dir.resolve(name + ".gguf");
+        Files.write(file, w.build());
+        return file;
+    }
+
+    /** Runs {@code tokens} through the file's model with a full F32 cache and returns every logit. */
+    static float[] forward(GgufFile gguf, int[] tokens) throws IOException {
+        try (LlamaModel model = LlamaModel.load(gguf);
+             KvCache cache = KvCache.create(model.cacheConfig().capacity(tokens.length).dtype(DType.F32)
+                     .policy(Policies.full()).build())) {
+            return model.forward(cache, tokens, 0, true);
+        }
+    }
+
+    /** Returns max |model - reference| over every logit of every position. */
+    static double maxDiff(float[] logits, double[][] reference) {
+        int vocab = reference[0].length;
+        double max = 0;
+        for (int t = 0; t < reference.length; t++) {
+            for (int i = 0; i < vocab; i++) {
+                max = Math.max(max, Math.abs(logits[t * vocab + i] - reference[t][i]));
+            }
+        }
+        return max;
+    }
+
+    private static int[] randomTokens(long seed, int n, int vocab) {
+        Random r = new Random(seed);
+        int[] t = new int[n];
+        for (int i = 0; i < n; i++) {
+            t[i] = r.nextInt(vocab);
+        }
+        return t;
+    }
+
+    private static void check(String name, float[] logits, double[][] reference, double[][] unscaled) {
+        double diff = maxDiff(logits, reference);
+        System.out.printf("%s: max |logit - float64 reference| = %.2e%s%n", name, diff,
+                unscaled == null ? "" : String.format(", without RoPE scaling %.2e", maxDiff(logits, unscaled)));
+        assertTrue(diff < TOLERANCE, name + ": " + diff);
+        if (unscaled != null) {
+            assertTrue(maxDiff(logits, unscaled) > 100 * TOLERANCE, name + ": RoPE scaling has no visible effect");
+        }
+    }
+
+    @Test
+    void llama3WithRealVocabularyRopeFreqsAndWideHeadsMatchesFloat64Reference() throws IOException {
+        long seed = System.nanoTime();
+        System.out.println("llama3 layout: seed=" + seed);
+        SyntheticModel m = new SyntheticModel(
+                new SyntheticModel.Spec("llama", 32, 2, 2, 1, 64, 64, 128256, 500000, false, false, true), seed);
+        float[] factors = toFloat(llama3Factors(500000, 64));
+        TestGgufWriter w = m.writer();
+        w.tensorF32(RopeScaling.FREQS_TENSOR, factors, factors.length);
+        try (GgufFile vocab = GgufFile.open(SharedFiles.shared().resolve("gguf-goldens/llama3-vocab.gguf"))) {
+            copyTokenizer(vocab, w);
+        }
+        try (GgufFile gguf = GgufFile.open(write("llama3", w))) {
+            Tokenizer tok = Tokenizer.fromGguf(gguf);
+            String text = Files.readString(SharedFiles.data("persuasion.txt")).substring(5000, 5100);
+            int[] tokens = tok.encode(text, tok.addsBos());
+            assertEquals(128000, tokens[0]);
+            LlamaConfig c = LlamaConfig.fromGguf(gguf);
+            assertEquals(64, c.headDim());
+            assertEquals(128, c.qDim());
+            float[] logits = forward(gguf, tokens);
+            check("llama3", logits, m.logits(tokens, widen(factors)), m.logits(tokens, null));
+        }
+    }
+
+    @Test
+    void qwen2WithBiasesAndNeoxRopeMatchesFloat64Reference() throws IOException {
+        long seed = System.nanoTime();
+        System.out.println("qwen2 layout: seed=" + seed);
+        SyntheticModel m = new SyntheticModel(
+                new SyntheticModel.Spec("qwen2", 128, 2, 2, 1, 64, 96, 300, 1000000, true, true, false), seed);
+        try (GgufFile gguf = GgufFile.open(write("qwen2", m.writer()))) {
+            LlamaConfig c = LlamaConfig.fromGguf(gguf);
+            assertTrue(c.ropeNeox());
+            int[] tokens = randomTokens(seed, 24, 300);
+            try (LlamaModel model = LlamaModel.load(gguf)) {
+                assertFalse(model.tiedEmbeddings());
+            }
+            check("qwen2", forward(gguf, tokens), m.logits(tokens, null), null);
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {64, 80, 96, 128})
+    void tiedEmbeddingsWithLlama3ScalingKeysMatchFloat64ReferenceAtEveryHeadWidth(int headDim) throws IOException {
+        long seed = System.nanoTime();
+        System.out.println("tied layout, head width " + headDim + ": seed=" + seed);
+        SyntheticModel m = new SyntheticModel(
+                new SyntheticModel.Spec("llama", 2 * headDim, 2, 2, 2, headDim, 64, 200, 10000, false, false, true), seed);
+        TestGgufWriter w = m.writer();
+        w.kvString("llama.rope.scaling.type", "llama3");
+        w.kvF32("llama.rope.scaling.factor", (float) FACTOR);
+        w.kvF32("llama.rope.scaling.low_freq_factor", (float) LOW);
+        w.kvF32("llama.rope.scaling.high_freq_factor", (float) HIGH);
+        w.kvU32("llama.rope.scaling.original_context_length", ORIGINAL_CONTEXT);
+        try (GgufFile gguf = GgufFile.open(write("tied" + headDim, w))) {
+            try (LlamaModel model = LlamaModel.load(gguf)) {
+                assertTrue(model.tiedEmbeddings());
+                assertEquals(headDim, model.config().headDim());
+            }
+            int[] tokens = randomTokens(seed, 24, 200);
+            check("tied, head width " + headDim, forward(gguf, tokens),
+                    m.logits(tokens, llama3Factors(10000, headDim)), m.logits(tokens, null));
+        }
+    }
+
+    @Test
+    void rejectsArchitecturesAndRopeScalingOutsideTheSupportedSet() throws IOException {
+        SyntheticModel.Spec spec = new SyntheticModel.Spec("phi3", 64, 1, 1, 1, 64, 32, 16, 10000, false, false, true);
+        try (GgufFile gguf = GgufFile.open(write("phi3", new SyntheticModel(spec, 1).writer()))) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LlamaModel.load(gguf));
+            assertEquals("general.architecture: 'phi3' is not supported (supported: llama, qwen2)", e.getMessage());
+        }
+        SyntheticModel llama = new SyntheticModel(
+                new SyntheticModel.Spec("llama", 64, 1, 1, 1, 64, 32, 16, 10000, false, false, true), 1);
+        TestGgufWriter w = llama.writer();
+        w.kvString("llama.rope.scaling.type", "yarn");
+        try (GgufFile gguf = GgufFile.open(write("yarn", w))) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LlamaModel.load(gguf));
+            assertTrue(e.getMessage().startsWith("llama.rope.scaling.type: 'yarn' is not supported"), e.getMessage());
+        }
+        TestGgufWriter wrongFreqs = llama.writer();
+        wrongFreqs.tensorF32(RopeScaling.FREQS_TENSOR, new float[31], 31);
+        try (GgufFile gguf = GgufFile.open(write("freqs", wrongFreqs))) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LlamaModel.load(gguf));
+            assertTrue(e.getMessage().contains("needs F32 [32]"), e.getMessage());
+        }
+    }
+}
