@@ -4,21 +4,22 @@ import io.github.kvcache4j.KvCache;
 import java.util.function.Consumer;
 
 /**
- * Continuation NLL under the kvpress protocol: a window of {@value #WINDOW} tokens is a
- * {@value #CONTEXT}-token context and a {@value #CONTINUATION}-token continuation. The context is
- * prefilled with full attention (the policy observes it), then every (layer, kv-head) is
- * compressed to {@code floor(CONTEXT * (1 - ratio))} tokens; the last context token's logits
- * predict continuation token 0, and continuation tokens {@code 0 .. CONTINUATION - 2} are fed at
+ * Continuation NLL under the kvpress protocol: a window of {@value #WINDOW} tokens (or the
+ * evaluator's {@code --window}) is a context of three quarters of it ({@value #CONTEXT}) and a
+ * continuation of the last quarter ({@value #CONTINUATION}). The context is prefilled with full
+ * attention (the policy observes it), then every (layer, kv-head) is compressed to
+ * {@code floor(CONTEXT * (1 - ratio))} tokens; the last context token's logits predict
+ * continuation token 0, and continuation tokens {@code 0 .. CONTINUATION - 2} are fed at
  * positions {@code CONTEXT ..} over the compressed cache (no further compression) and predict the
- * rest. The score is the mean NLL of the {@value #CONTINUATION} continuation tokens.
+ * rest. The score is the mean NLL of the continuation tokens.
  */
 final class ContinuationTask {
 
-    /** Tokens per window. */
+    /** Tokens per window by default (the kvpress protocol). */
     static final int WINDOW = 2048;
-    /** Context tokens per window (prefilled, then compressed). */
+    /** Context tokens of a default window (prefilled, then compressed). */
     static final int CONTEXT = 1536;
-    /** Continuation tokens per window (scored). */
+    /** Continuation tokens of a default window (scored). */
     static final int CONTINUATION = WINDOW - CONTEXT;
 
     /**
@@ -35,23 +36,32 @@ final class ContinuationTask {
     }
 
     private final EvalModel eval;
+    private final int window;
+    private final int context;
 
     ContinuationTask(EvalModel eval) {
         this.eval = eval;
+        this.window = eval.window();
+        this.context = contextOf(window);
+    }
+
+    /** Returns the context tokens of a window of {@code window} tokens: three quarters of it. */
+    static int contextOf(int window) {
+        return window - window / 4;
     }
 
     /**
-     * Returns window {@code w}: {@code tokens[start + w * WINDOW .. + WINDOW)}.
+     * Returns window {@code w} of {@code size} tokens: {@code tokens[start + w * size .. + size)}.
      *
      * @throws IllegalArgumentException if the window does not fit in {@code tokens}
      */
-    static int[] window(int[] tokens, int start, int w) {
-        long from = start + (long) w * WINDOW;
-        if (start < 0 || from + WINDOW > tokens.length) {
-            throw new IllegalArgumentException("window " + w + " needs tokens [" + from + ", " + (from + WINDOW)
+    static int[] window(int[] tokens, int start, int w, int size) {
+        long from = start + (long) w * size;
+        if (start < 0 || from + size > tokens.length) {
+            throw new IllegalArgumentException("window " + w + " needs tokens [" + from + ", " + (from + size)
                     + ") but the text has " + tokens.length + " tokens");
         }
-        return java.util.Arrays.copyOfRange(tokens, (int) from, (int) from + WINDOW);
+        return java.util.Arrays.copyOfRange(tokens, (int) from, (int) from + size);
     }
 
     /**
@@ -74,29 +84,30 @@ final class ContinuationTask {
      * inspecting what was kept).
      */
     Result run(int[] window, CacheRecipe policy, double ratio, Consumer<KvCache> afterCompress) {
-        if (window.length != WINDOW) {
-            throw new IllegalArgumentException("window: " + window.length + " tokens, expected " + WINDOW);
+        if (window.length != this.window) {
+            throw new IllegalArgumentException("window: " + window.length + " tokens, expected " + this.window);
         }
         long t0 = System.nanoTime();
         int vocab = eval.vocab();
-        try (KvCache cache = eval.newCache(policy, WINDOW)) {
-            float[] last = eval.prefill(cache, window, 0, CONTEXT, 0);
+        int continuation = this.window - context;
+        try (KvCache cache = eval.newCache(policy, this.window)) {
+            float[] last = eval.prefill(cache, window, 0, context, 0);
             if (ratio > 0) {
-                cache.compress(kept(CONTEXT, ratio));
+                cache.compress(kept(context, ratio));
             }
             long bytesAfter = cache.stats().residentBytes();
             afterCompress.accept(cache);
-            int[] fed = java.util.Arrays.copyOfRange(window, CONTEXT, WINDOW - 1);
-            float[] logits = eval.score(cache, fed, CONTEXT);
-            double sum = Scoring.nll(last, 0, vocab, window[CONTEXT]);
-            int hits = Scoring.argmax(last, 0, vocab) == window[CONTEXT] ? 1 : 0;
+            int[] fed = java.util.Arrays.copyOfRange(window, context, this.window - 1);
+            float[] logits = eval.score(cache, fed, context);
+            double sum = Scoring.nll(last, 0, vocab, window[context]);
+            int hits = Scoring.argmax(last, 0, vocab) == window[context] ? 1 : 0;
             for (int i = 0; i < fed.length; i++) {
-                int target = window[CONTEXT + 1 + i];
+                int target = window[context + 1 + i];
                 sum += Scoring.nll(logits, i, vocab, target);
                 hits += Scoring.argmax(logits, i, vocab) == target ? 1 : 0;
             }
-            return new Result(sum / CONTINUATION, (double) hits / CONTINUATION, bytesAfter,
-                    cache.stats().residentBytes(), WINDOW - 1, System.nanoTime() - t0);
+            return new Result(sum / continuation, (double) hits / continuation, bytesAfter,
+                    cache.stats().residentBytes(), this.window - 1, System.nanoTime() - t0);
         }
     }
 }

@@ -14,8 +14,9 @@ import java.util.function.LongConsumer;
  * @param tokenizer its tokenizer
  * @param dtype the cache's storage type
  * @param tokensDone called with the number of tokens after every forward call (progress)
+ * @param window tokens per continuation window, at most the model's context length
  */
-record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone) {
+record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, int window) {
 
     /** Largest number of tokens fed to the model in one call, so progress moves smoothly. */
     static final int FEED_CHUNK = 256;

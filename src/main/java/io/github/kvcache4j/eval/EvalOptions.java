@@ -16,6 +16,8 @@ import java.util.Locale;
  * @param policies policy names, in report order; the full cache always runs as the baseline
  * @param ratios compression ratios, each in {@code [0, 1)}
  * @param windows continuation windows
+ * @param window tokens per window; 0 for {@value ContinuationTask#WINDOW} or the model's context
+ *     length if shorter
  * @param passkeySamples passkey prompts (0: skip the task)
  * @param copySamples copy prompts (0: skip the task)
  * @param threads matrix-product threads
@@ -24,7 +26,13 @@ import java.util.Locale;
  * @param help whether to print the usage and stop
  */
 record EvalOptions(Path model, Path text, int start, List<String> policies, double[] ratios, int windows,
-                   int passkeySamples, int copySamples, int threads, DType dtype, Path out, boolean help) {
+                   int window, int passkeySamples, int copySamples, int threads, DType dtype, Path out, boolean help) {
+
+    /**
+     * Smallest window: a copy prompt's 64-token span starts up to a quarter into its context
+     * (three quarters of the window) after 64 tokens, and must end inside it.
+     */
+    static final int MIN_WINDOW = 256;
 
     /** The usage text printed by {@code --help}. */
     static final String USAGE = """
@@ -39,7 +47,9 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                                  (default: all); the full cache always runs as the baseline
               --ratios LIST      compression ratios in [0, 1), the fraction of the context removed
                                  (default 0.25,0.5,0.75,0.9)
-              --windows N        continuation windows of 2048 tokens (default 4; 16 = the kvpress file)
+              --windows N        continuation windows (default 4; 16 = the kvpress file)
+              --window N         tokens per window, 3/4 context and 1/4 continuation; passkey and copy
+                                 prompts scale with it (default 2048, or the model's context if shorter)
               --passkey N        passkey prompts (default 3; 0 skips the task)
               --copy N           copy-retrieval prompts (default 2; 0 skips the task)
               --threads N        matrix-product threads (default: available processors)
@@ -60,6 +70,7 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
         List<String> policies = new ArrayList<>(PolicyRegistry.names());
         double[] ratios = {0.25, 0.5, 0.75, 0.9};
         int windows = 4;
+        int window = 0;
         int passkey = 3;
         int copy = 2;
         int threads = Runtime.getRuntime().availableProcessors();
@@ -71,7 +82,7 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 continue;
             }
             if (arg.equals("--help") || arg.equals("-h")) {
-                return new EvalOptions(model, text, start, policies, ratios, windows, passkey, copy, threads,
+                return new EvalOptions(model, text, start, policies, ratios, windows, window, passkey, copy, threads,
                         dtype, out, true);
             }
             if (!arg.startsWith("--")) {
@@ -95,6 +106,7 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 case "--policies" -> policies = policies(value);
                 case "--ratios" -> ratios = ratios(value);
                 case "--windows" -> windows = integer(name, value, 1);
+                case "--window" -> window = integer(name, value, MIN_WINDOW);
                 case "--passkey" -> passkey = integer(name, value, 0);
                 case "--copy" -> copy = integer(name, value, 0);
                 case "--threads" -> threads = integer(name, value, 1);
@@ -103,7 +115,8 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 default -> throw new UsageException("unknown option '" + name + "' (see --help)");
             }
         }
-        return new EvalOptions(model, text, start, policies, ratios, windows, passkey, copy, threads, dtype, out, false);
+        return new EvalOptions(model, text, start, policies, ratios, windows, window, passkey, copy, threads, dtype,
+                out, false);
     }
 
     private static int integer(String name, String value, int min) throws UsageException {

@@ -23,10 +23,8 @@ import java.util.Random;
  */
 public final class Evaluator {
 
-    /** Context tokens of a passkey prompt (with the question and answer it fits the 2048-token model). */
-    static final int PASSKEY_CONTEXT = 1984;
-    /** Context tokens of a copy prompt (the repeat follows). */
-    static final int COPY_CONTEXT = ContinuationTask.CONTEXT;
+    /** Tokens a passkey prompt leaves free in a window for the question and the answer. */
+    static final int PASSKEY_ROOM = 64;
     /** Tokens of the repeated span. */
     static final int COPY_SPAN = 64;
 
@@ -63,36 +61,45 @@ public final class Evaluator {
         }
         long t0 = System.nanoTime();
         try (GgufFile gguf = GgufFile.open(o.model()); LlamaModel model = LlamaModel.load(gguf, o.threads())) {
+            int modelContext = model.config().contextLength();
+            int window = o.window() > 0 ? o.window() : Math.min(ContinuationTask.WINDOW, modelContext);
+            if (window > modelContext || window < EvalOptions.MIN_WINDOW) {
+                return usageError(err, "--window: " + window + " tokens must be in [" + EvalOptions.MIN_WINDOW
+                        + ", " + modelContext + "] (the model's context length)");
+            }
             Tokenizer tok = Tokenizer.fromGguf(gguf);
             int[] tokens = tok.encode(readText(o.text()), true);
-            long needed = o.start() + (long) o.windows() * ContinuationTask.WINDOW;
+            long needed = o.start() + (long) o.windows() * window;
             if (needed > tokens.length) {
                 return usageError(err, "--start/--windows: " + o.windows() + " windows from token " + o.start()
                         + " need " + needed + " tokens but " + o.text() + " has " + tokens.length
-                        + " (at most " + Math.max(0, (tokens.length - o.start()) / ContinuationTask.WINDOW)
+                        + " (at most " + Math.max(0, (tokens.length - o.start()) / window)
                         + " windows from this start)");
             }
             Samples samples;
             try {
-                samples = Samples.of(tok, tokens, o.passkeySamples(), o.copySamples());
+                samples = Samples.of(tok, tokens, o.passkeySamples(), o.copySamples(), window);
             } catch (IllegalArgumentException e) {
                 return usageError(err, "--passkey/--copy: " + e.getMessage());
             }
-            out.printf(Locale.ROOT, "model %s (%s), text %s: %d tokens; %d windows from token %d; cache %s; %d threads%n",
+            out.printf(Locale.ROOT,
+                    "model %s (%s), text %s: %d tokens; %d windows of %d from token %d; cache %s; %d threads%n",
                     o.model().getFileName(), model.config(), o.text().getFileName(), tokens.length, o.windows(),
-                    o.start(), o.dtype(), o.threads());
-            List<ResultRow> rows = evaluate(o, model, tok, tokens, samples, err);
+                    window, o.start(), o.dtype(), o.threads());
+            List<ResultRow> rows = evaluate(o, new EvalModel(model, tok, o.dtype(), n -> { }, window), tokens, samples,
+                    err);
             String table = ResultTable.format(rows);
             out.print(table);
             ResultTable.write(o.out().resolve("results.csv"), ResultTable.csv(rows));
-            ResultTable.write(o.out().resolve("windows.csv"), ResultTable.windowsCsv(rows, o.start()));
+            ResultTable.write(o.out().resolve("windows.csv"), ResultTable.windowsCsv(rows, o.start(), window));
             ResultTable.write(o.out().resolve("results.txt"), table);
             NllPlot.write(rows, "Continuation NLL vs KV memory: " + o.model().getFileName() + ", "
                     + o.text().getFileName() + ", " + o.windows() + " windows", o.out().resolve("nll-vs-kv-memory.png"));
             out.printf(Locale.ROOT, "wrote %s/{results.csv,windows.csv,results.txt,nll-vs-kv-memory.png}; total %s%n",
                     o.out(), Progress.duration((System.nanoTime() - t0) / 1e9));
             return 0;
-        } catch (IOException e) {
+        } catch (IOException | IllegalArgumentException e) {
+            // A model file of an unsupported architecture or tokenizer is rejected by name, not a trace.
             err.println("error: " + e.getMessage());
             return 1;
         }
@@ -118,25 +125,28 @@ public final class Evaluator {
 
         /**
          * Builds the prompts from the second half of the text (the continuation windows use the
-         * first part): passkey prompt {@code s} has its needle at depth {@code (s + 1/2) / n} and a
-         * key drawn from seed {@code s}; copy prompt {@code s} repeats a span starting at position
-         * {@code 64 + 192 s} (wrapping within the first quarter of the context).
+         * first part): passkey prompt {@code s} has {@code window - 64} context tokens, its needle
+         * at depth {@code (s + 1/2) / n} and a key drawn from seed {@code s}; copy prompt
+         * {@code s} has the context of a continuation window and repeats a span starting at
+         * position {@code 64 + 192 s} (wrapping within the first quarter of the context).
          */
-        static Samples of(Tokenizer tok, int[] tokens, int passkeySamples, int copySamples) {
+        static Samples of(Tokenizer tok, int[] tokens, int passkeySamples, int copySamples, int window) {
+            int passkeyContext = window - PASSKEY_ROOM;
+            int copyContext = ContinuationTask.contextOf(window);
             int offset = tokens.length / 2;
             List<PasskeyTask.Prompt> passkey = new ArrayList<>();
             for (int s = 0; s < passkeySamples; s++) {
-                int[] filler = textAt(tok, tokens, offset, PASSKEY_CONTEXT + 64);
-                offset += PASSKEY_CONTEXT;
+                int[] filler = textAt(tok, tokens, offset, passkeyContext + PASSKEY_ROOM);
+                offset += passkeyContext;
                 String key = String.format(Locale.ROOT, "%05d", 10000 + new Random(s).nextInt(90000));
-                passkey.add(PasskeyTask.build(tok, filler, PASSKEY_CONTEXT, (s + 0.5) / passkeySamples, key));
+                passkey.add(PasskeyTask.build(tok, filler, passkeyContext, (s + 0.5) / passkeySamples, key));
             }
             List<CopyTask.Prompt> copy = new ArrayList<>();
             for (int s = 0; s < copySamples; s++) {
-                int[] text = textAt(tok, tokens, offset, COPY_CONTEXT);
-                offset += COPY_CONTEXT;
-                int spanStart = 64 + 192 * s % (COPY_CONTEXT / 4);
-                copy.add(CopyTask.build(text, tok.bos(), COPY_CONTEXT, spanStart, COPY_SPAN));
+                int[] text = textAt(tok, tokens, offset, copyContext);
+                offset += copyContext;
+                int spanStart = 64 + 192 * s % (copyContext / 4);
+                copy.add(CopyTask.build(text, tok.bos(), copyContext, spanStart, COPY_SPAN));
             }
             return new Samples(List.copyOf(passkey), List.copyOf(copy));
         }
@@ -144,7 +154,7 @@ public final class Evaluator {
         /** Returns {@code length} tokens from the first word start at or after {@code from}. */
         private static int[] textAt(Tokenizer tok, int[] tokens, int from, int length) {
             int i = from;
-            while (i < tokens.length && !tok.piece(tokens[i]).startsWith("\u2581")) {
+            while (i < tokens.length && !tok.startsWord(tokens[i])) {
                 i++;
             }
             if (i + length > tokens.length) {
@@ -167,22 +177,23 @@ public final class Evaluator {
         }
     }
 
-    private static List<ResultRow> evaluate(EvalOptions o, LlamaModel model, Tokenizer tok, int[] tokens,
-                                            Samples samples, PrintStream err) {
+    private static List<ResultRow> evaluate(EvalOptions o, EvalModel quiet, int[] tokens, Samples samples,
+                                            PrintStream err) {
+        int window = quiet.window();
         List<String> policies = new ArrayList<>(o.policies());
         policies.remove(PolicyRegistry.FULL);
         int configs = 1;
         for (String policy : policies) {
             configs += ratios(o, policy).length;
         }
-        long perConfig = (long) o.windows() * (ContinuationTask.WINDOW - 1) + samples.work();
+        long perConfig = (long) o.windows() * (window - 1) + samples.work();
         Progress progress = new Progress(err, configs * perConfig);
-        EvalModel eval = new EvalModel(model, tok, o.dtype(), progress::advance);
+        EvalModel eval = new EvalModel(quiet.model(), quiet.tokenizer(), quiet.dtype(), progress::advance, window);
         int[][] windows = new int[o.windows()][];
         for (int w = 0; w < windows.length; w++) {
-            windows[w] = ContinuationTask.window(tokens, o.start(), w);
+            windows[w] = ContinuationTask.window(tokens, o.start(), w, window);
         }
-        warmUp(new EvalModel(model, tok, o.dtype(), n -> { }), windows[0]);
+        warmUp(quiet, windows[0]);
         List<ResultRow> rows = new ArrayList<>();
         ResultRow full = evaluate(eval, PolicyRegistry.FULL, 0.0, windows, samples, Double.NaN);
         rows.add(full);
@@ -205,10 +216,10 @@ public final class Evaluator {
      * timed run (otherwise the first configuration's tokens/s would include compilation).
      */
     private static void warmUp(EvalModel eval, int[] window) {
-        try (var cache = eval.newCache(PolicyRegistry.create(PolicyRegistry.FULL), ContinuationTask.WINDOW)) {
-            eval.prefill(cache, window, 0, ContinuationTask.CONTEXT, 0);
-            eval.score(cache, Arrays.copyOfRange(window, ContinuationTask.CONTEXT, ContinuationTask.WINDOW - 1),
-                    ContinuationTask.CONTEXT);
+        int context = ContinuationTask.contextOf(window.length);
+        try (var cache = eval.newCache(PolicyRegistry.create(PolicyRegistry.FULL), window.length)) {
+            eval.prefill(cache, window, 0, context, 0);
+            eval.score(cache, Arrays.copyOfRange(window, context, window.length - 1), context);
         }
     }
 
@@ -253,7 +264,7 @@ public final class Evaluator {
         int np = samples.passkey().size();
         int nc = samples.copy().size();
         int n = windows.length;
-        return new ResultRow(policyName, ratio, ContinuationTask.kept(ContinuationTask.CONTEXT, ratio),
+        return new ResultRow(policyName, ratio, ContinuationTask.kept(ContinuationTask.contextOf(eval.window()), ratio),
                 bytes / n, bytesEnd / n, nll, Double.isNaN(fullNll) ? 0.0 : nll - fullNll, top1 / n, windowNll,
                 correct / np, keyResident / np, copyNll / nc, copyTop1 / nc, spanResident / nc,
                 tokens / (nanos / 1e9));

@@ -78,14 +78,15 @@ final class PasskeyTask {
         if (!(depth >= 0 && depth <= 1)) {
             throw new IllegalArgumentException("depth: " + depth + " is outside [0, 1]");
         }
-        int[] needle = tok.encode(needle(key), false);
+        // Needle, question and answer each follow a word of the text, so each starts with a space.
+        int[] needle = tok.encodeContinuation(" " + needle(key));
         int fillerTokens = contextTokens - 1 - needle.length;
         if (fillerTokens < 1 || filler.length < fillerTokens + 1) {
             throw new IllegalArgumentException("contextTokens: " + contextTokens + " needs " + (fillerTokens + 1)
                     + " filler tokens and room for the " + needle.length + "-token needle; got " + filler.length);
         }
         int split = Math.min(fillerTokens, Math.max(0, (int) Math.round(depth * contextTokens) - 1));
-        while (split < fillerTokens && !startsWord(tok, filler[split])) {
+        while (split < fillerTokens && !tok.startsWord(filler[split])) {
             split++;
         }
         int[] context = new int[contextTokens];
@@ -95,20 +96,16 @@ final class PasskeyTask {
         int rest = fillerTokens - split;
         System.arraycopy(filler, split, context, 1 + split + needle.length, rest);
         int needleStart = 1 + split;
-        return new Prompt(context, tok.encode(QUESTION, false), key, tok.encode(key, false),
+        return new Prompt(context, tok.encodeContinuation(" " + QUESTION), key, tok.encodeContinuation(" " + key),
                 digitRuns(tok, needle, needleStart), needleStart);
     }
 
-    private static boolean startsWord(Tokenizer tok, int id) {
-        return tok.piece(id).startsWith("\u2581");
-    }
-
-    /** Positions of the runs of single-digit tokens in {@code needle}, offset by {@code start}. */
+    /** Positions of the runs of digit tokens in {@code needle}, offset by {@code start}. */
     private static int[][] digitRuns(Tokenizer tok, int[] needle, int start) {
         List<int[]> runs = new ArrayList<>();
         List<Integer> run = new ArrayList<>();
         for (int i = 0; i <= needle.length; i++) {
-            boolean digit = i < needle.length && tok.piece(needle[i]).matches("\u2581?[0-9]+");
+            boolean digit = i < needle.length && tok.decode(new int[] {needle[i]}).strip().matches("[0-9]+");
             if (digit) {
                 run.add(start + i);
             } else if (!run.isEmpty()) {

@@ -52,7 +52,7 @@ class KvpressAgreementTest {
         model = LlamaModel.load(gguf, 2);
         Tokenizer tok = Tokenizer.fromGguf(gguf);
         tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
-        task = new ContinuationTask(new EvalModel(model, tok, DType.F32, n -> { }));
+        task = new ContinuationTask(new EvalModel(model, tok, DType.F32, n -> { }, ContinuationTask.WINDOW));
     }
 
     @AfterAll
@@ -68,7 +68,7 @@ class KvpressAgreementTest {
         for (int w = 0; w < expected.size(); w++) {
             int[] ids = ((List<?>) expected.get(w)).stream().mapToInt(x -> ((Double) x).intValue()).toArray();
             assertEquals(4096 + w * ContinuationTask.WINDOW, starts[w], "window start " + w);
-            assertArrayEquals(ids, ContinuationTask.window(tokens, 4096, w), "window " + w);
+            assertArrayEquals(ids, ContinuationTask.window(tokens, 4096, w, ContinuationTask.WINDOW), "window " + w);
         }
     }
 
@@ -76,7 +76,7 @@ class KvpressAgreementTest {
     void fullCacheMatchesKvpressPerWindow() {
         double[] expected = perWindow("no_press", "0.0");
         for (int w = 0; w < WINDOWS; w++) {
-            double nll = task.run(ContinuationTask.window(tokens, 4096, w), PolicyRegistry.create("full"), 0).meanNll();
+            double nll = task.run(ContinuationTask.window(tokens, 4096, w, ContinuationTask.WINDOW), PolicyRegistry.create("full"), 0).meanNll();
             assertEquals(expected[w], nll, TOLERANCE, "full cache, window " + w);
         }
     }
@@ -98,7 +98,7 @@ class KvpressAgreementTest {
     void policyMatchesKvpressPerWindow(String policy, String press, double ratio) {
         double[] expected = perWindow(press, Double.toString(ratio));
         for (int w = 0; w < WINDOWS; w++) {
-            double nll = task.run(ContinuationTask.window(tokens, 4096, w), PolicyRegistry.create(policy), ratio).meanNll();
+            double nll = task.run(ContinuationTask.window(tokens, 4096, w, ContinuationTask.WINDOW), PolicyRegistry.create(policy), ratio).meanNll();
             System.out.printf(Locale.ROOT, "%s %.2f window %d: ours %.6f kvpress %.6f diff %+.6f%n",
                     policy, ratio, w, nll, expected[w], nll - expected[w]);
             assertEquals(expected[w], nll, TOLERANCE, policy + " at " + ratio + ", window " + w);
@@ -110,7 +110,7 @@ class KvpressAgreementTest {
         Map<String, Object> kept = Json.object(golden, "knorm_kept_indices");
         List<?> indices = (List<?>) kept.get("indices");
         long[] common = new long[2];
-        task.run(ContinuationTask.window(tokens, 4096, 0), PolicyRegistry.create("knorm"), 0.5, cache -> {
+        task.run(ContinuationTask.window(tokens, 4096, 0, ContinuationTask.WINDOW), PolicyRegistry.create("knorm"), 0.5, cache -> {
             for (int l = 0; l < indices.size(); l++) {
                 List<?> heads = (List<?>) indices.get(l);
                 for (int h = 0; h < heads.size(); h++) {

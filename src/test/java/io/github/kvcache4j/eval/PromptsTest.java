@@ -109,7 +109,7 @@ class PromptsTest {
     @Test
     void passkeyScoresExactMatchOfTheDecodedKey() throws IOException {
         try (LlamaModel model = LlamaModel.load(gguf, 2)) {
-            PasskeyTask task = new PasskeyTask(new EvalModel(model, tok, DType.F32, n -> { }));
+            PasskeyTask task = new PasskeyTask(new EvalModel(model, tok, DType.F32, n -> { }, ContinuationTask.WINDOW));
             // A short context keeps the test fast; the needle sits in the middle.
             PasskeyTask.Prompt p = PasskeyTask.build(tok, filler(70_000, 300), 256, 0.5, "40729");
             PasskeyTask.Result r = task.run(p, CacheRecipe.of(Policies.full()), 0);
@@ -135,7 +135,7 @@ class PromptsTest {
     @Test
     void copyScoresTheRepeatLikeOneFullCachePassAndSeesWhatWasEvicted() throws IOException {
         try (LlamaModel model = LlamaModel.load(gguf, 2)) {
-            CopyTask task = new CopyTask(new EvalModel(model, tok, DType.F32, n -> { }));
+            CopyTask task = new CopyTask(new EvalModel(model, tok, DType.F32, n -> { }, ContinuationTask.WINDOW));
             CopyTask.Prompt p = CopyTask.build(filler(80_000, 400), tok.bos(), 256, 8, 32);
             CopyTask.Result full = task.run(p, CacheRecipe.of(Policies.full()), 0);
             assertEquals(1.0, full.spanResident());
@@ -161,7 +161,7 @@ class PromptsTest {
 
     @Test
     void samplesComeFromTheSecondHalfOfTheText() {
-        Evaluator.Samples s = Evaluator.Samples.of(tok, tokens, 3, 2);
+        Evaluator.Samples s = Evaluator.Samples.of(tok, tokens, 3, 2, ContinuationTask.WINDOW);
         assertEquals(3, s.passkey().size());
         assertEquals(2, s.copy().size());
         List<Double> depths = s.passkey().stream().map(PasskeyTask.Prompt::depth).toList();
@@ -169,7 +169,7 @@ class PromptsTest {
         assertEquals(0.5, depths.get(1), 0.01);
         assertEquals(5.0 / 6, depths.get(2), 0.01);
         assertTrue(s.passkey().stream().map(PasskeyTask.Prompt::key).distinct().count() == 3, "distinct keys");
-        assertThrows(IllegalArgumentException.class, () -> Evaluator.Samples.of(tok, tokens, 100, 0));
+        assertThrows(IllegalArgumentException.class, () -> Evaluator.Samples.of(tok, tokens, 100, 0, ContinuationTask.WINDOW));
     }
 
     private static int[] concat(int[] a, int[] b) {

@@ -12,7 +12,6 @@ import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -29,49 +28,14 @@ import org.junit.jupiter.params.provider.ValueSource;
  * <p>Tolerance: the decoder computes in float32 what the reference computes in float64; over two
  * blocks with logits of magnitude up to ~10 the rounding stays near 1e-5, so logits must agree to
  * {@value #TOLERANCE} (the printed differences show the margin). RoPE scaling is chosen to turn
- * most pairs within the first positions (an original context of 32), and the test checks that
- * ignoring it moves the logits by far more than the tolerance.
+ * most pairs within the first positions ({@link LayoutFiles#ORIGINAL_CONTEXT}), and the test
+ * checks that ignoring it moves the logits by far more than the tolerance.
  */
 class LayoutModelTest {
 
     private static final double TOLERANCE = 2e-4;
-    private static final double FACTOR = 8;
-    private static final double LOW = 1;
-    private static final double HIGH = 4;
-    private static final int ORIGINAL_CONTEXT = 32;
-
     @TempDir
     Path dir;
-
-    /** Meta's Llama 3.1 frequency divisors, written here from the rule, in float64. */
-    static double[] llama3Factors(double base, int headDim) {
-        double[] f = new double[headDim / 2];
-        for (int i = 0; i < f.length; i++) {
-            double freq = Math.pow(base, -2.0 * i / headDim);
-            double wavelength = 2 * Math.PI / freq;
-            double lowWavelength = ORIGINAL_CONTEXT / LOW;
-            double highWavelength = ORIGINAL_CONTEXT / HIGH;
-            double scaled;
-            if (wavelength < highWavelength) {
-                scaled = freq;
-            } else if (wavelength > lowWavelength) {
-                scaled = freq / FACTOR;
-            } else {
-                double smooth = (ORIGINAL_CONTEXT / wavelength - LOW) / (HIGH - LOW);
-                scaled = (1 - smooth) * freq / FACTOR + smooth * freq;
-            }
-            f[i] = freq / scaled;
-        }
-        return f;
-    }
-
-    private static float[] toFloat(double[] a) {
-        float[] f = new float[a.length];
-        for (int i = 0; i < a.length; i++) {
-            f[i] = (float) a[i];
-        }
-        return f;
-    }
 
     private static double[] widen(float[] a) {
         double[] d = new double[a.length];
@@ -81,30 +45,8 @@ class LayoutModelTest {
         return d;
     }
 
-    /** Copies every {@code tokenizer.*} key of a vocabulary file into {@code w}. */
-    static void copyTokenizer(GgufFile vocab, TestGgufWriter w) {
-        for (Map.Entry<String, Object> e : vocab.metadata().entrySet()) {
-            String k = e.getKey();
-            if (!k.startsWith("tokenizer.")) {
-                continue;
-            }
-            switch (e.getValue()) {
-                case String s -> w.kvString(k, s);
-                case String[] a -> w.kvStringArray(k, a);
-                case int[] a -> w.kvI32Array(k, a);
-                case float[] a -> w.kvF32Array(k, a);
-                case Integer i -> w.kvI32(k, i);
-                case Long l -> w.kvU32(k, Math.toIntExact(l));
-                case Boolean b -> w.kvBool(k, b);
-                default -> throw new IllegalArgumentException(k + ": cannot copy " + e.getValue().getClass());
-            }
-        }
-    }
-
     private Path write(String name, TestGgufWriter w) throws IOException {
-        Path file = dir.resolve(name + ".gguf");
-        Files.write(file, w.build());
-        return file;
+        return LayoutFiles.write(dir.resolve(name + ".gguf"), w);
     }
 
     /** Runs {@code tokens} through the file's model with a full F32 cache and returns every logit. */
@@ -151,15 +93,9 @@ class LayoutModelTest {
     void llama3WithRealVocabularyRopeFreqsAndWideHeadsMatchesFloat64Reference() throws IOException {
         long seed = System.nanoTime();
         System.out.println("llama3 layout: seed=" + seed);
-        SyntheticModel m = new SyntheticModel(
-                new SyntheticModel.Spec("llama", 32, 2, 2, 1, 64, 64, 128256, 500000, false, false, true), seed);
-        float[] factors = toFloat(llama3Factors(500000, 64));
-        TestGgufWriter w = m.writer();
-        w.tensorF32(RopeScaling.FREQS_TENSOR, factors, factors.length);
-        try (GgufFile vocab = GgufFile.open(SharedFiles.shared().resolve("gguf-goldens/llama3-vocab.gguf"))) {
-            copyTokenizer(vocab, w);
-        }
-        try (GgufFile gguf = GgufFile.open(write("llama3", w))) {
+        SyntheticModel m = LayoutFiles.llama3(seed);
+        float[] factors = LayoutFiles.toFloat(LayoutFiles.llama3Factors(500000, 64));
+        try (GgufFile gguf = GgufFile.open(write("llama3", LayoutFiles.llama3Writer(m)))) {
             Tokenizer tok = Tokenizer.fromGguf(gguf);
             String text = Files.readString(SharedFiles.data("persuasion.txt")).substring(5000, 5100);
             int[] tokens = tok.encode(text, tok.addsBos());
@@ -176,12 +112,11 @@ class LayoutModelTest {
     void qwen2WithBiasesAndNeoxRopeMatchesFloat64Reference() throws IOException {
         long seed = System.nanoTime();
         System.out.println("qwen2 layout: seed=" + seed);
-        SyntheticModel m = new SyntheticModel(
-                new SyntheticModel.Spec("qwen2", 128, 2, 2, 1, 64, 96, 300, 1000000, true, true, false), seed);
-        try (GgufFile gguf = GgufFile.open(write("qwen2", m.writer()))) {
+        SyntheticModel m = LayoutFiles.qwen2(seed);
+        try (GgufFile gguf = GgufFile.open(LayoutFiles.writeQwen2(dir, seed))) {
             LlamaConfig c = LlamaConfig.fromGguf(gguf);
             assertTrue(c.ropeNeox());
-            int[] tokens = randomTokens(seed, 24, 300);
+            int[] tokens = randomTokens(seed, 24, m.spec.vocab());
             try (LlamaModel model = LlamaModel.load(gguf)) {
                 assertFalse(model.tiedEmbeddings());
             }
@@ -198,10 +133,10 @@ class LayoutModelTest {
                 new SyntheticModel.Spec("llama", 2 * headDim, 2, 2, 2, headDim, 64, 200, 10000, false, false, true), seed);
         TestGgufWriter w = m.writer();
         w.kvString("llama.rope.scaling.type", "llama3");
-        w.kvF32("llama.rope.scaling.factor", (float) FACTOR);
-        w.kvF32("llama.rope.scaling.low_freq_factor", (float) LOW);
-        w.kvF32("llama.rope.scaling.high_freq_factor", (float) HIGH);
-        w.kvU32("llama.rope.scaling.original_context_length", ORIGINAL_CONTEXT);
+        w.kvF32("llama.rope.scaling.factor", (float) LayoutFiles.FACTOR);
+        w.kvF32("llama.rope.scaling.low_freq_factor", (float) LayoutFiles.LOW);
+        w.kvF32("llama.rope.scaling.high_freq_factor", (float) LayoutFiles.HIGH);
+        w.kvU32("llama.rope.scaling.original_context_length", LayoutFiles.ORIGINAL_CONTEXT);
         try (GgufFile gguf = GgufFile.open(write("tied" + headDim, w))) {
             try (LlamaModel model = LlamaModel.load(gguf)) {
                 assertTrue(model.tiedEmbeddings());
@@ -209,7 +144,7 @@ class LayoutModelTest {
             }
             int[] tokens = randomTokens(seed, 24, 200);
             check("tied, head width " + headDim, forward(gguf, tokens),
-                    m.logits(tokens, llama3Factors(10000, headDim)), m.logits(tokens, null));
+                    m.logits(tokens, LayoutFiles.llama3Factors(10000, headDim)), m.logits(tokens, null));
         }
     }
 
