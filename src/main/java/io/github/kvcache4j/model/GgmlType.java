@@ -2,8 +2,10 @@ package io.github.kvcache4j.model;
 
 /**
  * Tensor element types of GGUF files (ggml's {@code ggml_type}), with the block layout needed to
- * size a tensor. Only {@link #F32}, {@link #F16}, {@link #BF16} and {@link #Q8_0} can be used by
- * {@link LlamaModel}; the others are recognised so that a file holding them can still be read.
+ * size a tensor. {@link LlamaModel} reads weights of types F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and MXFP4; the others are recognised so
+ * that a file holding them can still be read, and a model that uses one fails to load with a
+ * message naming the tensor and the type.
  */
 public enum GgmlType {
     /** IEEE binary32. */

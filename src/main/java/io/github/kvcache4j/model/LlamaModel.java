@@ -22,7 +22,8 @@ import java.util.concurrent.ForkJoinTask;
  * only attend), output projection, RMSNorm, SwiGLU feed-forward; then a final RMSNorm and the
  * logits. {@code output.weight} falls back to {@code token_embd.weight} (tied embeddings).
  *
- * <p>Matrix products run on the Vector API for F32, F16, BF16 and Q8_0 weights. A chunk of
+ * <p>Matrix products run on the Vector API for F32, F16, BF16 and block-quantized weights
+ * (the types listed at {@link GgmlType}), decoded block by block in registers. A chunk of
  * tokens is processed as matrix-matrix products that load each weight row once per several
  * tokens. Rows can be split over a {@link ForkJoinPool} of {@code threads} workers.
  *
@@ -125,7 +126,7 @@ public final class LlamaModel implements AutoCloseable {
         GgufTensorInfo t = tensor(gguf, name, cols, rows);
         if (!Matrix.supports(t.type())) {
             throw new GgufFormatException("tensor '" + name + "': type " + t.type()
-                    + " is not supported by the decoder (supported: F32, F16, BF16, Q8_0)");
+                    + " is not supported by the decoder (supported: " + Matrix.SUPPORTED + ")");
         }
         return new Matrix(name, gguf.tensorData(t), t.type(), rows, cols);
     }

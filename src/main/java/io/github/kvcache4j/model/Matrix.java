@@ -14,10 +14,14 @@ import java.lang.foreign.MemorySegment;
  */
 record Matrix(String name, MemorySegment data, GgmlType type, int rows, int cols) {
 
+    /** The weight types the decoder's matrix products read, for messages. */
+    static final String SUPPORTED = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,"
+            + " IQ4_NL, IQ4_XS, MXFP4";
+
     Matrix {
         if (!supports(type)) {
             throw new UnsupportedOperationException("tensor '" + name + "': type " + type
-                    + " is not supported by the decoder (supported: F32, F16, BF16, Q8_0)");
+                    + " is not supported by the decoder (supported: " + SUPPORTED + ")");
         }
         if (cols % type.blockSize() != 0) {
             throw new IllegalArgumentException("tensor '" + name + "': cols " + cols
@@ -32,7 +36,7 @@ record Matrix(String name, MemorySegment data, GgmlType type, int rows, int cols
 
     /** Returns whether the decoder's matrix products read {@code type}. */
     static boolean supports(GgmlType type) {
-        return type == GgmlType.F32 || type == GgmlType.F16 || type == GgmlType.BF16 || type == GgmlType.Q8_0;
+        return QuantBlocks.supports(type);
     }
 
     /** Returns the number of bytes of one row. */

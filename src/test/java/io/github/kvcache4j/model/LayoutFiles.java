@@ -77,7 +77,7 @@ public final class LayoutFiles {
     static TestGgufWriter llama3Writer(SyntheticModel m) throws IOException {
         TestGgufWriter w = m.writer();
         float[] factors = toFloat(llama3Factors(500000, 64));
-        w.tensorF32(RopeScaling.FREQS_TENSOR, factors, factors.length);
+        w.tensor(RopeScaling.FREQS_TENSOR, GgmlType.F32, factors, factors.length);
         try (GgufFile vocab = GgufFile.open(SharedFiles.shared().resolve("gguf-goldens/llama3-vocab.gguf"))) {
             for (Map.Entry<String, Object> e : vocab.metadata().entrySet()) {
                 String k = e.getKey();

@@ -164,7 +164,7 @@ class LayoutModelTest {
             assertTrue(e.getMessage().startsWith("llama.rope.scaling.type: 'yarn' is not supported"), e.getMessage());
         }
         TestGgufWriter wrongFreqs = llama.writer();
-        wrongFreqs.tensorF32(RopeScaling.FREQS_TENSOR, new float[31], 31);
+        wrongFreqs.tensor(RopeScaling.FREQS_TENSOR, GgmlType.F32, new float[31], 31);
         try (GgufFile gguf = GgufFile.open(write("freqs", wrongFreqs))) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LlamaModel.load(gguf));
             assertTrue(e.getMessage().contains("needs F32 [32]"), e.getMessage());

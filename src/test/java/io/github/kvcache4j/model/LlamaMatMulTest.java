@@ -25,13 +25,13 @@ class LlamaMatMulTest {
     @Test
     void widensEveryHalfFloatExactly() {
         VectorSpecies<Short> s = VectorSpecies.of(short.class,
-                VectorShape.forBitSize(MatMul.F.vectorBitSize() / 2));
+                VectorShape.forBitSize(VectorMatMul.F.vectorBitSize() / 2));
         short[] halves = new short[s.length()];
         for (int base = 0; base < 65536; base += halves.length) {
             for (int i = 0; i < halves.length; i++) {
                 halves[i] = (short) (base + i);
             }
-            float[] got = MatMul.halfToFloat(ShortVector.fromArray(s, halves, 0)).toArray();
+            float[] got = VectorMatMul.halfToFloat(ShortVector.fromArray(s, halves, 0)).toArray();
             for (int i = 0; i < halves.length; i++) {
                 float want = Float.float16ToFloat(halves[i]);
                 if (Float.isNaN(want)) {
@@ -45,13 +45,15 @@ class LlamaMatMulTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"F32", "F16", "BF16", "Q8_0"})
+    @EnumSource(value = GgmlType.class, names = {"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
+        "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "MXFP4"})
     void matmulMatchesFloat64Reference(GgmlType type) {
         long seed = System.nanoTime();
         System.out.println(type + " seed " + seed);
         Random rnd = new Random(seed);
         int rows = 13;
-        int[] colChoices = type == GgmlType.Q8_0 ? new int[] {32, 96, 256} : new int[] {1, 7, 40, 256, 263};
+        int bs = type.blockSize();
+        int[] colChoices = bs == 1 ? new int[] {1, 7, 40, 256, 263} : bs == 32 ? new int[] {32, 96, 256} : new int[] {256, 768};
         try (Arena arena = Arena.ofConfined()) {
             for (int cols : colChoices) {
                 float[][] w = new float[rows][cols];
@@ -64,6 +66,8 @@ class LlamaMatMulTest {
                     }
                     float[] out = new float[tokens * rows];
                     MatMul.matmul(m, x, tokens, out, 0, rows);
+                    float[] scalar = new float[tokens * rows];
+                    ScalarMatMul.matmul(m, x, tokens, scalar, 0, rows);
                     for (int t = 0; t < tokens; t++) {
                         for (int r = 0; r < rows; r++) {
                             double ref = 0;
@@ -74,6 +78,8 @@ class LlamaMatMulTest {
                             }
                             assertEquals(ref, out[t * rows + r], 1e-5 * mag + 1e-6,
                                     type + " cols " + cols + " tokens " + tokens + " row " + r + " token " + t);
+                            assertEquals(ref, scalar[t * rows + r], 1e-5 * mag + 1e-6,
+                                    "scalar " + type + " cols " + cols + " tokens " + tokens + " row " + r + " token " + t);
                         }
                     }
                 }
@@ -127,7 +133,16 @@ class LlamaMatMulTest {
                         }
                     }
                 }
-                default -> throw new AssertionError(type);
+                default -> {
+                    // Gaussian rows through the test quantizer; W is what the decoder reads back.
+                    float[] v = new float[cols];
+                    for (int c = 0; c < cols; c++) {
+                        v[c] = (float) (rnd.nextGaussian() * (r % 3 == 0 ? 0.02 : 1));
+                    }
+                    byte[] q = TestQuantizer.quantize(type, v);
+                    w[r] = TestQuantizer.dequantize(type, q);
+                    MemorySegment.copy(MemorySegment.ofArray(q), 0, seg, base, rowBytes);
+                }
             }
         }
         return seg;
@@ -137,8 +152,10 @@ class LlamaMatMulTest {
     void rejectsUnsupportedTypesAndWrongSizes() {
         try (Arena arena = Arena.ofConfined()) {
             UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
-                    () -> new Matrix("blk.0.attn_q.weight", arena.allocate(18), GgmlType.Q4_0, 1, 32));
-            assertTrue(e.getMessage().contains("Q4_0") && e.getMessage().contains("blk.0.attn_q.weight"), e.getMessage());
+                    () -> new Matrix("blk.0.attn_q.weight", arena.allocate(66), GgmlType.IQ2_XXS, 1, 256));
+            assertTrue(e.getMessage().contains("IQ2_XXS") && e.getMessage().contains("blk.0.attn_q.weight")
+                    && e.getMessage().contains("Q4_K"), e.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> new Matrix("m", arena.allocate(144), GgmlType.Q4_K, 1, 128));
             assertThrows(IllegalArgumentException.class, () -> new Matrix("m", arena.allocate(10), GgmlType.F32, 1, 4));
             assertThrows(IllegalArgumentException.class, () -> new Matrix("m", arena.allocate(34), GgmlType.Q8_0, 1, 16));
         }

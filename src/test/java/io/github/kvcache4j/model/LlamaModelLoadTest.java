@@ -117,8 +117,8 @@ class LlamaModelLoadTest {
         w.kvU32("llama.feed_forward_length", 32);
         w.kvU32("llama.context_length", 64);
         w.kvU32("llama.vocab_size", 2);
-        w.tensor("token_embd.weight", 6, new byte[2 * 22], 32, 2); // Q5_0: 32-element blocks of 22 bytes
-        assertMessage(loadFails(w.build()), GgufFormatException.class, "tensor 'token_embd.weight'", "Q5_0",
+        w.tensor("token_embd.weight", 9, new byte[2 * 36], 32, 2); // Q8_1: 32-element blocks of 36 bytes
+        assertMessage(loadFails(w.build()), GgufFormatException.class, "tensor 'token_embd.weight'", "Q8_1",
                 "not supported by the decoder");
     }
 

@@ -4,9 +4,11 @@ import java.util.Random;
 
 /**
  * A small decoder of a chosen layout with random weights: written as GGUF by
- * {@link TestGgufWriter} (F32 tensors, llama.cpp's names and keys), and run by a float64
- * reference forward pass written from the architecture's definition, independently of
- * {@link LlamaModel}.
+ * {@link TestGgufWriter} (matrices in a chosen type, norms and biases F32; llama.cpp's names and
+ * keys), and run by a float64 reference forward pass written from the architecture's definition,
+ * independently of {@link LlamaModel}. In a quantized type the weights are the dequantized values
+ * ({@link TestQuantizer#roundTrip}), which the type's quantizer reproduces exactly, so the file
+ * and the reference hold the same numbers.
  */
 final class SyntheticModel {
 
@@ -35,6 +37,7 @@ final class SyntheticModel {
     private static final float RMS_EPS = 1e-5f;
 
     final Spec spec;
+    private final GgmlType type;
     private final float[] embedding;
     private final float[] output;
     private final float[] outputNorm;
@@ -45,12 +48,18 @@ final class SyntheticModel {
     }
 
     SyntheticModel(Spec spec, long seed) {
+        this(spec, seed, GgmlType.F32);
+    }
+
+    /** A model whose matrices (embedding included) are stored as {@code type}; same seed, same weights before rounding. */
+    SyntheticModel(Spec spec, long seed, GgmlType type) {
         this.spec = spec;
+        this.type = type;
         Random r = new Random(seed);
         int qDim = spec.heads() * spec.headDim();
         int kvDim = spec.kvHeads() * spec.headDim();
-        embedding = gaussian(r, spec.vocab() * spec.dim(), 1.0);
-        output = spec.tied() ? embedding : gaussian(r, spec.vocab() * spec.dim(), 1.0 / Math.sqrt(spec.dim()));
+        embedding = stored(gaussian(r, spec.vocab() * spec.dim(), 1.0));
+        output = spec.tied() ? embedding : stored(gaussian(r, spec.vocab() * spec.dim(), 1.0 / Math.sqrt(spec.dim())));
         outputNorm = norm(r, spec.dim());
         blocks = new Block[spec.layers()];
         for (int l = 0; l < blocks.length; l++) {
@@ -71,9 +80,13 @@ final class SyntheticModel {
         return a;
     }
 
-    /** A {@code rows x cols} matrix scaled so that its products keep unit variance. */
-    private static float[] matrix(Random r, int rows, int cols) {
-        return gaussian(r, rows * cols, 1.0 / Math.sqrt(cols));
+    /** A {@code rows x cols} matrix scaled so that its products keep unit variance, as stored. */
+    private float[] matrix(Random r, int rows, int cols) {
+        return stored(gaussian(r, rows * cols, 1.0 / Math.sqrt(cols)));
+    }
+
+    private float[] stored(float[] values) {
+        return type == GgmlType.F32 ? values : TestQuantizer.roundTrip(type, values);
     }
 
     private static float[] norm(Random r, int n) {
@@ -103,30 +116,30 @@ final class SyntheticModel {
         w.kvU32(p + "vocab_size", s.vocab());
         w.kvF32(p + "rope.freq_base", (float) s.ropeBase());
         w.kvF32(p + "attention.layer_norm_rms_epsilon", RMS_EPS);
-        w.tensorF32("token_embd.weight", embedding, s.dim(), s.vocab());
+        w.tensor("token_embd.weight", type, embedding, s.dim(), s.vocab());
         if (!s.tied()) {
-            w.tensorF32("output.weight", output, s.dim(), s.vocab());
+            w.tensor("output.weight", type, output, s.dim(), s.vocab());
         }
-        w.tensorF32("output_norm.weight", outputNorm, s.dim());
+        w.tensor("output_norm.weight", GgmlType.F32, outputNorm, s.dim());
         int qDim = s.heads() * s.headDim();
         int kvDim = s.kvHeads() * s.headDim();
         for (int l = 0; l < blocks.length; l++) {
             Block b = blocks[l];
             String n = "blk." + l + ".";
-            w.tensorF32(n + "attn_norm.weight", b.attnNorm(), s.dim());
-            w.tensorF32(n + "attn_q.weight", b.wq(), s.dim(), qDim);
-            w.tensorF32(n + "attn_k.weight", b.wk(), s.dim(), kvDim);
-            w.tensorF32(n + "attn_v.weight", b.wv(), s.dim(), kvDim);
+            w.tensor(n + "attn_norm.weight", GgmlType.F32, b.attnNorm(), s.dim());
+            w.tensor(n + "attn_q.weight", type, b.wq(), s.dim(), qDim);
+            w.tensor(n + "attn_k.weight", type, b.wk(), s.dim(), kvDim);
+            w.tensor(n + "attn_v.weight", type, b.wv(), s.dim(), kvDim);
             if (s.biases()) {
-                w.tensorF32(n + "attn_q.bias", b.bq(), qDim);
-                w.tensorF32(n + "attn_k.bias", b.bk(), kvDim);
-                w.tensorF32(n + "attn_v.bias", b.bv(), kvDim);
+                w.tensor(n + "attn_q.bias", GgmlType.F32, b.bq(), qDim);
+                w.tensor(n + "attn_k.bias", GgmlType.F32, b.bk(), kvDim);
+                w.tensor(n + "attn_v.bias", GgmlType.F32, b.bv(), kvDim);
             }
-            w.tensorF32(n + "attn_output.weight", b.wo(), qDim, s.dim());
-            w.tensorF32(n + "ffn_norm.weight", b.ffnNorm(), s.dim());
-            w.tensorF32(n + "ffn_gate.weight", b.gate(), s.dim(), s.ffn());
-            w.tensorF32(n + "ffn_up.weight", b.up(), s.dim(), s.ffn());
-            w.tensorF32(n + "ffn_down.weight", b.down(), s.ffn(), s.dim());
+            w.tensor(n + "attn_output.weight", type, b.wo(), qDim, s.dim());
+            w.tensor(n + "ffn_norm.weight", GgmlType.F32, b.ffnNorm(), s.dim());
+            w.tensor(n + "ffn_gate.weight", type, b.gate(), s.dim(), s.ffn());
+            w.tensor(n + "ffn_up.weight", type, b.up(), s.dim(), s.ffn());
+            w.tensor(n + "ffn_down.weight", type, b.down(), s.ffn(), s.dim());
         }
         return w;
     }

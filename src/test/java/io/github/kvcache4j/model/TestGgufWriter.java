@@ -84,11 +84,27 @@ final class TestGgufWriter {
         return this;
     }
 
-    /** Adds an F32 tensor of {@code values}, little-endian. */
-    TestGgufWriter tensorF32(String name, float[] values, long... dims) {
-        ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-        b.asFloatBuffer().put(values);
-        return tensor(name, 0, b.array(), dims);
+    /**
+     * Adds a tensor of float values stored as {@code type}, placed after the previous one:
+     * F32, F16, BF16 or any quantized type {@link TestQuantizer} encodes (Q4_0, Q4_1, Q5_0, Q5_1,
+     * Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4). The values are row-major with
+     * {@code dims[0]} values per row, which must be a multiple of the type's block size. A model
+     * reads back {@link TestQuantizer#roundTrip}{@code (type, values)}.
+     */
+    TestGgufWriter tensor(String name, GgmlType type, float[] values, long... dims) {
+        long n = 1;
+        for (long d : dims) {
+            n *= d;
+        }
+        if (n != values.length) {
+            throw new IllegalArgumentException(name + ": " + values.length + " values for dims "
+                    + java.util.Arrays.toString(dims));
+        }
+        if (dims.length > 0 && dims[0] % type.blockSize() != 0) {
+            throw new IllegalArgumentException(name + ": rows of " + dims[0] + " values are not a multiple of the "
+                    + type + " block size " + type.blockSize());
+        }
+        return tensor(name, type.id(), TestQuantizer.quantize(type, values), dims);
     }
 
     /** Adds a tensor info with an explicit offset and no data of its own. */
