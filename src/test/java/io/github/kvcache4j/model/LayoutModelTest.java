@@ -16,6 +16,7 @@ import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
@@ -146,6 +147,64 @@ class LayoutModelTest {
             check("tied, head width " + headDim, forward(gguf, tokens),
                     m.logits(tokens, LayoutFiles.llama3Factors(10000, headDim)), m.logits(tokens, null));
         }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q8_0", "Q4_0", "Q5_1", "IQ4_NL"})
+    void quantizedLayoutsMatchTheirDequantizedReferenceAndTheF32ModelWithinQuantizationError(GgmlType type)
+            throws IOException {
+        long seed = System.nanoTime();
+        System.out.println("quantized layouts, " + type + ": seed=" + seed);
+        SyntheticModel.Spec qwen2 = LayoutFiles.qwen2(seed).spec;
+        SyntheticModel.Spec tied = new SyntheticModel.Spec("llama", 128, 2, 2, 1, 64, 64, 200, 10000, false, false, true);
+        for (SyntheticModel.Spec spec : new SyntheticModel.Spec[] {qwen2, tied}) {
+            SyntheticModel quantized = new SyntheticModel(spec, seed, type);
+            SyntheticModel original = new SyntheticModel(spec, seed);
+            int[] tokens = randomTokens(seed, 16, spec.vocab());
+            try (GgufFile gguf = GgufFile.open(write(spec.arch() + type, quantized.writer()))) {
+                assertEquals(type, gguf.findTensor("blk.0.attn_q.weight").orElseThrow().type());
+                float[] logits = forward(gguf, tokens);
+                String name = spec.arch() + " in " + type;
+                check(name, logits, quantized.logits(tokens, null), null);
+                double rel = relativeRms(logits, original.logits(tokens, null));
+                double weightError = weightError(type, seed);
+                System.out.printf("%s: logit RMS error vs the F32 model %.4f, weight RMS error %.4f%n", name, rel,
+                        weightError);
+                // Quantization noise passes through two blocks and the output matrix: a few times the weights'.
+                assertTrue(rel > 0 && rel <= 4 * weightError, name + ": " + rel + " vs weight error " + weightError);
+            }
+        }
+    }
+
+    private static double relativeRms(float[] logits, double[][] reference) {
+        int vocab = reference[0].length;
+        double err = 0;
+        double norm = 0;
+        for (int t = 0; t < reference.length; t++) {
+            for (int i = 0; i < vocab; i++) {
+                double d = logits[t * vocab + i] - reference[t][i];
+                err += d * d;
+                norm += reference[t][i] * reference[t][i];
+            }
+        }
+        return Math.sqrt(err / norm);
+    }
+
+    /** The relative RMS error of the type's round trip on unit Gaussian weights. */
+    private static double weightError(GgmlType type, long seed) {
+        Random r = new Random(seed);
+        float[] v = new float[256 * 64];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = (float) r.nextGaussian();
+        }
+        float[] back = TestQuantizer.roundTrip(type, v);
+        double err = 0;
+        double norm = 0;
+        for (int i = 0; i < v.length; i++) {
+            err += (back[i] - v[i]) * (double) (back[i] - v[i]);
+            norm += v[i] * (double) v[i];
+        }
+        return Math.sqrt(err / norm);
     }
 
     @Test
