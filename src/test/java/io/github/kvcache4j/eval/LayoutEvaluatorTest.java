@@ -10,6 +10,7 @@ import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LayoutFiles;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
+import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -39,15 +40,13 @@ class LayoutEvaluatorTest {
 
     @Test
     void evaluatesLlama3LayoutWithItsOwnTokenizer() throws IOException {
-        long seed = System.nanoTime();
-        System.out.println("llama3 layout evaluation: seed=" + seed);
+        long seed = Seeds.fresh("llama3 layout evaluation");
         evaluate(LayoutFiles.writeLlama3(dir, seed));
     }
 
     @Test
     void evaluatesQwen2Layout() throws IOException {
-        long seed = System.nanoTime();
-        System.out.println("qwen2 layout evaluation: seed=" + seed);
+        long seed = Seeds.fresh("qwen2 layout evaluation");
         evaluate(LayoutFiles.writeQwen2(dir, seed));
     }
 

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.github.kvcache4j.testutil.Seeds;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -48,8 +49,7 @@ class BpeTokenizerTest {
 
     @Test
     void everyRuleSplitsRandomTextIntoAPartition() {
-        long seed = System.nanoTime();
-        System.out.println("partition: seed=" + seed);
+        long seed = Seeds.fresh("partition");
         Random r = new Random(seed);
         for (int trial = 0; trial < 300; trial++) {
             String text = randomText(r, 1 + r.nextInt(40));
@@ -126,8 +126,7 @@ class BpeTokenizerTest {
 
     @Test
     void randomTextRoundTripsThroughTheRealVocabularies() throws IOException {
-        long seed = System.nanoTime();
-        System.out.println("round trip: seed=" + seed);
+        long seed = Seeds.fresh("round trip");
         Random r = new Random(seed);
         Tokenizer llama3 = TokenizerGoldenTest.load("llama3");
         Tokenizer llama2 = TokenizerGoldenTest.load("llama2");

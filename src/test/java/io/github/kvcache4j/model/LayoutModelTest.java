@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -92,8 +93,7 @@ class LayoutModelTest {
 
     @Test
     void llama3WithRealVocabularyRopeFreqsAndWideHeadsMatchesFloat64Reference() throws IOException {
-        long seed = System.nanoTime();
-        System.out.println("llama3 layout: seed=" + seed);
+        long seed = Seeds.fresh("llama3 layout");
         SyntheticModel m = LayoutFiles.llama3(seed);
         float[] factors = LayoutFiles.toFloat(LayoutFiles.llama3Factors(500000, 64));
         try (GgufFile gguf = GgufFile.open(write("llama3", LayoutFiles.llama3Writer(m)))) {
@@ -111,8 +111,7 @@ class LayoutModelTest {
 
     @Test
     void qwen2WithBiasesAndNeoxRopeMatchesFloat64Reference() throws IOException {
-        long seed = System.nanoTime();
-        System.out.println("qwen2 layout: seed=" + seed);
+        long seed = Seeds.fresh("qwen2 layout");
         SyntheticModel m = LayoutFiles.qwen2(seed);
         try (GgufFile gguf = GgufFile.open(LayoutFiles.writeQwen2(dir, seed))) {
             LlamaConfig c = LlamaConfig.fromGguf(gguf);
@@ -128,8 +127,7 @@ class LayoutModelTest {
     @ParameterizedTest
     @ValueSource(ints = {64, 80, 96, 128})
     void tiedEmbeddingsWithLlama3ScalingKeysMatchFloat64ReferenceAtEveryHeadWidth(int headDim) throws IOException {
-        long seed = System.nanoTime();
-        System.out.println("tied layout, head width " + headDim + ": seed=" + seed);
+        long seed = Seeds.fresh("tied layout, head width " + headDim);
         SyntheticModel m = new SyntheticModel(
                 new SyntheticModel.Spec("llama", 2 * headDim, 2, 2, 2, headDim, 64, 200, 10000, false, false, true), seed);
         TestGgufWriter w = m.writer();
@@ -153,8 +151,7 @@ class LayoutModelTest {
     @EnumSource(value = GgmlType.class, names = {"Q8_0", "Q4_0", "Q5_1", "IQ4_NL"})
     void quantizedLayoutsMatchTheirDequantizedReferenceAndTheF32ModelWithinQuantizationError(GgmlType type)
             throws IOException {
-        long seed = System.nanoTime();
-        System.out.println("quantized layouts, " + type + ": seed=" + seed);
+        long seed = Seeds.fresh("quantized layouts, " + type);
         SyntheticModel.Spec qwen2 = LayoutFiles.qwen2(seed).spec;
         SyntheticModel.Spec tied = new SyntheticModel.Spec("llama", 128, 2, 2, 1, 64, 64, 200, 10000, false, false, true);
         for (SyntheticModel.Spec spec : new SyntheticModel.Spec[] {qwen2, tied}) {
