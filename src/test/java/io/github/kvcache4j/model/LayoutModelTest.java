@@ -164,7 +164,7 @@ class LayoutModelTest {
                 String name = spec.arch() + " in " + type;
                 check(name, logits, quantized.logits(tokens, null), null);
                 double rel = relativeRms(logits, original.logits(tokens, null));
-                double weightError = weightError(type, seed);
+                double weightError = QuantizedModelTest.weightError(type, seed);
                 System.out.printf("%s: logit RMS error vs the F32 model %.4f, weight RMS error %.4f%n", name, rel,
                         weightError);
                 // Quantization noise passes through two blocks and the output matrix: a few times the weights'.
@@ -183,23 +183,6 @@ class LayoutModelTest {
                 err += d * d;
                 norm += reference[t][i] * reference[t][i];
             }
-        }
-        return Math.sqrt(err / norm);
-    }
-
-    /** The relative RMS error of the type's round trip on unit Gaussian weights. */
-    private static double weightError(GgmlType type, long seed) {
-        Random r = new Random(seed);
-        float[] v = new float[256 * 64];
-        for (int i = 0; i < v.length; i++) {
-            v[i] = (float) r.nextGaussian();
-        }
-        float[] back = TestQuantizer.roundTrip(type, v);
-        double err = 0;
-        double norm = 0;
-        for (int i = 0; i < v.length; i++) {
-            err += (back[i] - v[i]) * (double) (back[i] - v[i]);
-            norm += v[i] * (double) v[i];
         }
         return Math.sqrt(err / norm);
     }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 
 import io.github.kvcache4j.testutil.Json;
 import io.github.kvcache4j.testutil.SharedFiles;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -55,6 +56,14 @@ class TokenizerGoldenTest {
             String id = Json.string(c, "id");
             assertArrayEquals(expected, tok.encode(text, false), id);
             assertEquals(text, tok.decode(expected), id);
+            // Streamed as a sampler emits it: token by token, characters split across tokens.
+            ByteArrayOutputStream streamed = new ByteArrayOutputStream();
+            int prev = tok.bos();
+            for (int token : expected) {
+                streamed.writeBytes(tok.decodeToken(prev, token));
+                prev = token;
+            }
+            assertEquals(text, streamed.toString(StandardCharsets.UTF_8), id);
             int[] withBos = tok.encode(text, true);
             assertEquals(tok.bos(), withBos[0], id);
             assertArrayEquals(expected, Arrays.copyOfRange(withBos, 1, withBos.length), id);
