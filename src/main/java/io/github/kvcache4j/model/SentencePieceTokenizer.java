@@ -25,7 +25,7 @@ final class SentencePieceTokenizer implements Tokenizer {
     private final String[] pieces;
     private final float[] scores;
     private final int[] types;
-    private final Map<String, Integer> mergeable;
+    private final PieceIndex mergeable;
     private final int[] byteIds;
     private final int bos;
     private final int eos;
@@ -63,17 +63,16 @@ final class SentencePieceTokenizer implements Tokenizer {
         this.unk = unk;
         this.addSpacePrefix = addSpacePrefix;
         this.addBos = addBos;
-        this.mergeable = new HashMap<>(pieces.length * 2);
         this.byteIds = new int[256];
         Arrays.fill(byteIds, -1);
         Map<String, Integer> byteNames = new HashMap<>();
         for (int b = 0; b < 256; b++) {
             byteNames.put(String.format("<0x%02X>", b), b);
         }
+        this.mergeable = new PieceIndex(this.pieces,
+                id -> types[id] == TokenType.NORMAL || types[id] == TokenType.USER_DEFINED);
         for (int id = 0; id < pieces.length; id++) {
-            if (types[id] == TokenType.NORMAL || types[id] == TokenType.USER_DEFINED) {
-                mergeable.putIfAbsent(pieces[id], id);
-            } else if (types[id] == TokenType.BYTE) {
+            if (types[id] == TokenType.BYTE) {
                 Integer b = byteNames.get(pieces[id]);
                 if (b != null && byteIds[b] < 0) {
                     byteIds[b] = id;
@@ -176,12 +175,11 @@ final class SentencePieceTokenizer implements Tokenizer {
         int[] out = new int[4 * n];
         int len = 0;
         for (int i = 0; i >= 0 && n > 0; i = next[i]) {
-            String sym = s.substring(start[i], end[i]);
-            Integer id = mergeable.get(sym);
-            if (id != null) {
+            int id = mergeable.get(s, start[i], end[i]);
+            if (id >= 0) {
                 out[len++] = id;
             } else {
-                for (byte b : sym.getBytes(StandardCharsets.UTF_8)) {
+                for (byte b : s.substring(start[i], end[i]).getBytes(StandardCharsets.UTF_8)) {
                     int bid = byteIds[b & 0xFF];
                     out[len++] = bid >= 0 ? bid : unk;
                 }
@@ -191,8 +189,8 @@ final class SentencePieceTokenizer implements Tokenizer {
     }
 
     private void offer(PriorityQueue<Pair> queue, String s, int[] start, int[] end, int l, int r) {
-        Integer id = mergeable.get(s.substring(start[l], end[r]));
-        if (id != null) {
+        int id = mergeable.get(s, start[l], end[r]);
+        if (id >= 0) {
             queue.add(new Pair(scores[id], start[l], l, r, end[l], end[r]));
         }
     }
