@@ -1,5 +1,6 @@
 package io.github.kvcache4j;
 
+import java.util.Arrays;
 import java.util.Objects;
 
 /**
@@ -50,5 +51,38 @@ public record CacheStats(int[][] resident, long evicted, long residentBytes, lon
             }
         }
         return sum;
+    }
+
+    /** Compares the resident counts element by element, and every other component. */
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof CacheStats s && Arrays.deepEquals(resident, s.resident) && evicted == s.evicted
+                && residentBytes == s.residentBytes && reservedBytes == s.reservedBytes
+                && stateBytes == s.stateBytes;
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(Arrays.deepHashCode(resident), evicted, residentBytes, reservedBytes, stateBytes);
+    }
+
+    /**
+     * Returns a one-line summary: totals, then the resident tokens per layer (one number when
+     * every kv-head of the layer holds the same count, else the per-head counts).
+     */
+    @Override
+    public String toString() {
+        StringBuilder b = new StringBuilder("CacheStats[resident=").append(totalResident())
+                .append(", evicted=").append(evicted)
+                .append(", residentBytes=").append(residentBytes)
+                .append(", reservedBytes=").append(reservedBytes)
+                .append(", stateBytes=").append(stateBytes)
+                .append(", perLayer=[");
+        for (int l = 0; l < resident.length; l++) {
+            int[] heads = resident[l];
+            boolean uniform = Arrays.stream(heads).allMatch(r -> r == heads[0]);
+            b.append(l == 0 ? "" : ", ").append(uniform && heads.length > 0 ? Integer.toString(heads[0]) : Arrays.toString(heads));
+        }
+        return b.append("]]").toString();
     }
 }

@@ -7,8 +7,10 @@ import java.util.concurrent.locks.LockSupport;
 /**
  * Runs a fixed set of tasks on an executor and waits for them, without allocating per round.
  * The caller and the executor's threads pull tasks from a shared counter until none is left, so
- * the work balances itself whatever the executor's size. Package-private helper of
- * {@link KvCache}.
+ * the work balances itself whatever the executor's size. An executor that rejects a puller
+ * (throws from {@code execute}) only leaves more tasks to the caller, and the call returns only
+ * after every task of its round has finished, so no task outlives the call. A puller that starts
+ * after its round has ended finds no task. Package-private helper of {@link KvCache}.
  */
 final class FanOut {
 
@@ -32,7 +34,12 @@ final class FanOut {
         done.set(0);
         next.set(0);
         for (int i = 1; i < tasks.length; i++) {
-            executor.execute(puller);
+            try {
+                executor.execute(puller);
+            } catch (RuntimeException rejected) {
+                // RejectedExecutionException or any other refusal: the caller pulls the rest.
+                break;
+            }
         }
         pull();
         while (done.get() < tasks.length) {

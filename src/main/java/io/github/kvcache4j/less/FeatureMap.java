@@ -57,7 +57,7 @@ public interface FeatureMap {
     /**
      * Returns whether {@code φ(q)·ψ(k)} estimates {@code exp(q·k/√d)} for any {@code q} and
      * {@code k}. The cache may then centre keys on their mean before the map and restore the
-     * exact factor (see {@link LessState}), which lowers the variance of random
+     * exact factor (see the cache's LESS state, {@code docs/less.md}), which lowers the variance of random
      * features; maps that expect raw keys and queries (learned ones) return false.
      */
     default boolean estimatesExpKernel() {

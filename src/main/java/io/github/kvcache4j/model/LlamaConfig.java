@@ -1,5 +1,6 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Arrays;
 import java.util.List;
 
@@ -109,6 +110,14 @@ public record LlamaConfig(String architecture, int dim, int layers, int heads, i
         if (v <= 0) {
             throw new IllegalArgumentException(name + ": " + v + " must be positive");
         }
+    }
+
+    /**
+     * Returns the model's cross-layer sharing plan: which block's keys and values each block
+     * attends to ({@code .attention.kv_source_layers}; the identity without the key).
+     */
+    public SharingPlan sharingPlan() {
+        return SharingPlan.of(kvSourceLayers);
     }
 
     /**

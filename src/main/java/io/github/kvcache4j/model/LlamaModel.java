@@ -209,7 +209,7 @@ public final class LlamaModel implements AutoCloseable {
         // A layer that reads a later layer needs the source's KV of every earlier token, which
         // exists only after the whole stack has run on that token: one token at a time.
         int chunk = cache.config().sharing().readsLaterLayer() ? 1 : MAX_CHUNK;
-        return forward(new CacheAttention(cache), tokens, startPos, allLogits, chunk);
+        return forward(cache, tokens, startPos, allLogits, chunk);
     }
 
     private void checkCache(KvCacheConfig cc) {
@@ -229,39 +229,7 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
-    /** Attention through a {@link KvCache}. */
-    private record CacheAttention(KvCache cache) implements KvAttention {
-        @Override
-        public boolean storesKv(int layer) {
-            return cache.config().isSourceLayer(layer);
-        }
-
-        @Override
-        public void append(int layer, int firstPosition, int tokens, float[] keys, float[] values) {
-            cache.append(layer, firstPosition, tokens, keys, values);
-        }
-
-        @Override
-        public void attend(int layer, int firstPosition, int tokens, float[] queries, float[] out) {
-            cache.attend(layer, firstPosition, tokens, queries, out);
-        }
-    }
-
-    /**
-     * Runs a chunk of tokens at consecutive positions through the model.
-     *
-     * @param kv the attention backend (one per sequence)
-     * @param tokens the token ids
-     * @param startPos the position of {@code tokens[0]}
-     * @param allLogits whether to return the logits of every token ({@code [tokens][vocab]}) or only
-     *     of the last one ({@code [vocab]})
-     * @return the logits
-     */
-    float[] forward(KvAttention kv, int[] tokens, int startPos, boolean allLogits) {
-        return forward(kv, tokens, startPos, allLogits, MAX_CHUNK);
-    }
-
-    private float[] forward(KvAttention kv, int[] tokens, int startPos, boolean allLogits, int maxChunk) {
+    private float[] forward(KvCache kv, int[] tokens, int startPos, boolean allLogits, int maxChunk) {
         if (tokens.length == 0) {
             throw new IllegalArgumentException("tokens: length 0, need at least one token");
         }
@@ -296,7 +264,7 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /** Forward pass of tokens[from .. from + n) at positions pos0..; returns logits of all or the last. */
-    private float[] chunk(KvAttention kv, int[] tokens, int from, int n, int pos0, boolean allLogits) {
+    private float[] chunk(KvCache kv, int[] tokens, int from, int n, int pos0, boolean allLogits) {
         LlamaConfig c = config;
         int dim = c.dim();
         int qDim = c.qDim();
@@ -320,7 +288,7 @@ public final class LlamaModel implements AutoCloseable {
             matmul(w.wq(), xb, n, q);
             addBias(q, w.bq());
             rotate(q, n, c.heads(), rope);
-            if (kv.storesKv(l)) {
+            if (kv.config().isSourceLayer(l)) {
                 matmul(w.wk(), xb, n, k);
                 addBias(k, w.bk());
                 matmul(w.wv(), xb, n, v);

@@ -11,7 +11,7 @@ import jdk.incubator.vector.VectorOperators;
 /**
  * Dot products of one row of block-quantized weights with one or four input vectors, for every
  * type of {@link VectorQuants}: per block the decoder's parameters, then per {@code L} weights
- * one decoded vector multiplied into two (one input) or four (four inputs) accumulators. And the
+ * one decoded vector multiplied into one accumulator per input vector. And the
  * same decoding into an array, for the golden tests.
  */
 final class VectorQuantDots {
@@ -157,21 +157,23 @@ final class VectorQuantDots {
         }
     }
 
+    /** sum_c w[c] x[xo + c] over the Q4_0 row at {@code base}. */
     private static float dotQ4_0(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 32; b++) {
             long blk = base + (long) b * 18;
             VectorQuants.paramsQ4_0(m, blk, p);
             int xb = xo + b * 32;
-            for (int v = 0; v < 32; v += 2 * L) {
-                a0 = VectorQuants.wQ4_0(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ4_0(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 32; v += L) {
+                acc = VectorQuants.wQ4_0(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q4_0 row at {@code base}. */
     private static void dot4Q4_0(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -197,21 +199,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q4_1 row at {@code base}. */
     private static float dotQ4_1(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 32; b++) {
             long blk = base + (long) b * 20;
             VectorQuants.paramsQ4_1(m, blk, p);
             int xb = xo + b * 32;
-            for (int v = 0; v < 32; v += 2 * L) {
-                a0 = VectorQuants.wQ4_1(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ4_1(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 32; v += L) {
+                acc = VectorQuants.wQ4_1(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q4_1 row at {@code base}. */
     private static void dot4Q4_1(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -237,21 +241,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q5_0 row at {@code base}. */
     private static float dotQ5_0(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 32; b++) {
             long blk = base + (long) b * 22;
             VectorQuants.paramsQ5_0(m, blk, p);
             int xb = xo + b * 32;
-            for (int v = 0; v < 32; v += 2 * L) {
-                a0 = VectorQuants.wQ5_0(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ5_0(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 32; v += L) {
+                acc = VectorQuants.wQ5_0(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q5_0 row at {@code base}. */
     private static void dot4Q5_0(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -277,21 +283,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q5_1 row at {@code base}. */
     private static float dotQ5_1(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 32; b++) {
             long blk = base + (long) b * 24;
             VectorQuants.paramsQ5_1(m, blk, p);
             int xb = xo + b * 32;
-            for (int v = 0; v < 32; v += 2 * L) {
-                a0 = VectorQuants.wQ5_1(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ5_1(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 32; v += L) {
+                acc = VectorQuants.wQ5_1(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q5_1 row at {@code base}. */
     private static void dot4Q5_1(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -317,21 +325,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q8_0 row at {@code base}. */
     private static float dotQ8_0(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 32; b++) {
             long blk = base + (long) b * 34;
             VectorQuants.paramsQ8_0(m, blk, p);
             int xb = xo + b * 32;
-            for (int v = 0; v < 32; v += 2 * L) {
-                a0 = VectorQuants.wQ8_0(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ8_0(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 32; v += L) {
+                acc = VectorQuants.wQ8_0(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q8_0 row at {@code base}. */
     private static void dot4Q8_0(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -357,21 +367,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q2_K row at {@code base}. */
     private static float dotQ2_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 256; b++) {
             long blk = base + (long) b * 84;
             VectorQuants.paramsQ2_K(m, blk, p);
             int xb = xo + b * 256;
-            for (int v = 0; v < 256; v += 2 * L) {
-                a0 = VectorQuants.wQ2_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ2_K(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 256; v += L) {
+                acc = VectorQuants.wQ2_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q2_K row at {@code base}. */
     private static void dot4Q2_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -397,21 +409,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q3_K row at {@code base}. */
     private static float dotQ3_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 256; b++) {
             long blk = base + (long) b * 110;
             VectorQuants.paramsQ3_K(m, blk, p);
             int xb = xo + b * 256;
-            for (int v = 0; v < 256; v += 2 * L) {
-                a0 = VectorQuants.wQ3_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ3_K(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 256; v += L) {
+                acc = VectorQuants.wQ3_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q3_K row at {@code base}. */
     private static void dot4Q3_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -437,21 +451,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q4_K row at {@code base}. */
     private static float dotQ4_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 256; b++) {
             long blk = base + (long) b * 144;
             VectorQuants.paramsQ4_K(m, blk, p);
             int xb = xo + b * 256;
-            for (int v = 0; v < 256; v += 2 * L) {
-                a0 = VectorQuants.wQ4_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ4_K(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 256; v += L) {
+                acc = VectorQuants.wQ4_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q4_K row at {@code base}. */
     private static void dot4Q4_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -477,21 +493,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q5_K row at {@code base}. */
     private static float dotQ5_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 256; b++) {
             long blk = base + (long) b * 176;
             VectorQuants.paramsQ5_K(m, blk, p);
             int xb = xo + b * 256;
-            for (int v = 0; v < 256; v += 2 * L) {
-                a0 = VectorQuants.wQ5_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ5_K(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 256; v += L) {
+                acc = VectorQuants.wQ5_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q5_K row at {@code base}. */
     private static void dot4Q5_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -517,21 +535,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the Q6_K row at {@code base}. */
     private static float dotQ6_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 256; b++) {
             long blk = base + (long) b * 210;
             VectorQuants.paramsQ6_K(m, blk, p);
             int xb = xo + b * 256;
-            for (int v = 0; v < 256; v += 2 * L) {
-                a0 = VectorQuants.wQ6_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wQ6_K(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 256; v += L) {
+                acc = VectorQuants.wQ6_K(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q6_K row at {@code base}. */
     private static void dot4Q6_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -557,21 +577,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the IQ4_NL row at {@code base}. */
     private static float dotIQ4_NL(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 32; b++) {
             long blk = base + (long) b * 18;
             VectorQuants.paramsIQ4_NL(m, blk, p);
             int xb = xo + b * 32;
-            for (int v = 0; v < 32; v += 2 * L) {
-                a0 = VectorQuants.wIQ4_NL(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wIQ4_NL(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 32; v += L) {
+                acc = VectorQuants.wIQ4_NL(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the IQ4_NL row at {@code base}. */
     private static void dot4IQ4_NL(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -597,21 +619,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the IQ4_XS row at {@code base}. */
     private static float dotIQ4_XS(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 256; b++) {
             long blk = base + (long) b * 136;
             VectorQuants.paramsIQ4_XS(m, blk, p);
             int xb = xo + b * 256;
-            for (int v = 0; v < 256; v += 2 * L) {
-                a0 = VectorQuants.wIQ4_XS(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wIQ4_XS(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 256; v += L) {
+                acc = VectorQuants.wIQ4_XS(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the IQ4_XS row at {@code base}. */
     private static void dot4IQ4_XS(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);
@@ -637,21 +661,23 @@ final class VectorQuantDots {
         out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 
+    /** sum_c w[c] x[xo + c] over the MXFP4 row at {@code base}. */
     private static float dotMXFP4(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
+        // One decoder call per iteration keeps the loop small enough for C2 to inline every
+        // vector operation; the decoding, not the single FMA chain, bounds the speed.
+        FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / 32; b++) {
             long blk = base + (long) b * 17;
             VectorQuants.paramsMXFP4(m, blk, p);
             int xb = xo + b * 32;
-            for (int v = 0; v < 32; v += 2 * L) {
-                a0 = VectorQuants.wMXFP4(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), a0);
-                a1 = VectorQuants.wMXFP4(m, blk, v + L, p).fma(FloatVector.fromArray(F, x, xb + v + L), a1);
+            for (int v = 0; v < 32; v += L) {
+                acc = VectorQuants.wMXFP4(m, blk, v, p).fma(FloatVector.fromArray(F, x, xb + v), acc);
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the MXFP4 row at {@code base}. */
     private static void dot4MXFP4(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
                                  float[] out, int o, int os) {
         FloatVector a0 = FloatVector.zero(F);

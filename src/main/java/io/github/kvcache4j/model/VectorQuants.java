@@ -111,7 +111,7 @@ final class VectorQuants {
         p[0] = QuantBlocks.half(m, blk);
     }
 
-    /** {@code (q - 8) * d}; value j < 16 is the low nibble of byte j, j + 16 its high nibble. */
+    /** {@code (q - 8) * d}; value {@code j < 16} is the low nibble of byte j, j + 16 its high nibble. */
     static FloatVector wQ4_0(MemorySegment m, long blk, int v, float[] p) {
         int j = v & 15;
         ByteVector q = nibble(bytes(m, blk + 2, j), (v >> 4) << 2).sub((byte) 8);

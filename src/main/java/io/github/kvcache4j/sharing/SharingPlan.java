@@ -1,6 +1,5 @@
 package io.github.kvcache4j.sharing;
 
-import io.github.kvcache4j.model.GgufFile;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -11,8 +10,8 @@ import java.util.Objects;
  *
  * <p>A plan comes from code ({@link #of}, {@link #identity}), from the LCKV {@code layer_types}
  * string ({@link #parse}: {@code "0_0_2_2"} for CLA with pairs, {@code "0_3_3_3"} for LCKV with
- * one warm-up layer and every other layer reading the top one), or from the GGUF key
- * {@value #GGUF_KEY} ({@link #fromGguf}).
+ * one warm-up layer and every other layer reading the top one), or from a model file (the
+ * reference decoder reads the GGUF key {@code llama.attention.kv_source_layers}).
  *
  * <p>A layer may read a source above it (LCKV's top-layer mode). In the forward order of a
  * decoder such a layer attends before its source has stored the current token, so it sees the
@@ -20,13 +19,22 @@ import java.util.Objects;
  */
 public final class SharingPlan {
 
-    /** The GGUF metadata key that holds a model's plan, one int per block. */
-    public static final String GGUF_KEY = "llama.attention.kv_source_layers";
-
     private final int[] sources;
+    /** Per layer, the index of its source among the source layers, in layer order. */
+    private final int[] storageIndex;
 
     private SharingPlan(int[] sources) {
         this.sources = sources;
+        this.storageIndex = new int[sources.length];
+        int stored = 0;
+        for (int l = 0; l < sources.length; l++) {
+            if (sources[l] == l) {
+                storageIndex[l] = stored++;
+            }
+        }
+        for (int l = 0; l < sources.length; l++) {
+            storageIndex[l] = storageIndex[sources[l]];
+        }
     }
 
     /**
@@ -76,26 +84,6 @@ public final class SharingPlan {
         return new SharingPlan(validated("layer_types", s));
     }
 
-    /**
-     * Reads a model's plan from {@value #GGUF_KEY}; without the key every one of the
-     * {@code llama.block_count} layers reads itself.
-     *
-     * @throws IllegalArgumentException if the key is malformed, its length differs from the block
-     *     count, or the plan is invalid (see {@link #of})
-     */
-    public static SharingPlan fromGguf(GgufFile gguf) {
-        int blocks = gguf.getInt("llama.block_count");
-        if (!gguf.contains(GGUF_KEY)) {
-            return identity(blocks);
-        }
-        int[] s = gguf.getIntArray(GGUF_KEY);
-        if (s.length != blocks) {
-            throw new IllegalArgumentException(GGUF_KEY + " has " + s.length
-                    + " entries, expected one per block (llama.block_count = " + blocks + ")");
-        }
-        return new SharingPlan(validated(GGUF_KEY, s));
-    }
-
     private static int[] validated(String name, int[] s) {
         int n = s.length;
         if (n == 0) {
@@ -132,6 +120,15 @@ public final class SharingPlan {
     /** Returns whether {@code layer} stores its own KV (reads itself). */
     public boolean isSource(int layer) {
         return sources[layer] == layer;
+    }
+
+    /**
+     * Returns the index of {@code layer}'s source among the source layers in layer order, in
+     * {@code [0, sourceCount())}: a cache stores the KV of source {@code i} in its {@code i}-th
+     * group of buffers, and a layer that reads another layer reads that group.
+     */
+    public int storageIndex(int layer) {
+        return storageIndex[layer];
     }
 
     /** Returns the number of layers that store KV; memory is reserved for these only. */

@@ -45,10 +45,6 @@ class QuantGoldenTest {
     record Golden(GgmlType type, String file, byte[] raw, float[] expected, int rowBytes) {
     }
 
-    static Path goldens() {
-        return DIR;
-    }
-
     /** Every {@code quants/T.*.bin} with its {@code .f32}, from {@code index.json}. */
     static List<Golden> quantGoldens() throws IOException {
         Map<String, Object> types = Json.object(Json.read(DIR.resolve("quants/index.json")), "types");

@@ -1,14 +1,20 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.CacheStats;
+import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.KvCacheConfig;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Plain float64 causal attention over every appended token (no eviction), for checking the
- * decoder independently of {@code KvCache}.
+ * Plain float64 causal attention over every appended token (no eviction): a {@link KvCache} written
+ * from scratch, for checking the decoder independently of the library's cache. Only what the
+ * decoder calls is implemented.
  */
-final class ReferenceAttention implements KvAttention {
+final class ReferenceAttention implements KvCache {
 
+    private final KvCacheConfig config;
     private final int[] sources;
     private final int kvHeads;
     private final int heads;
@@ -18,6 +24,8 @@ final class ReferenceAttention implements KvAttention {
     private final List<List<Integer>> positions = new ArrayList<>();
 
     ReferenceAttention(LlamaConfig c) {
+        this.config = KvCacheConfig.builder().layers(c.layers()).kvHeads(c.kvHeads()).queryHeads(c.heads())
+                .headDim(c.headDim()).kvSourceLayers(c.kvSourceLayers()).capacity(c.contextLength()).build();
         this.sources = c.kvSourceLayers();
         this.kvHeads = c.kvHeads();
         this.heads = c.heads();
@@ -30,8 +38,8 @@ final class ReferenceAttention implements KvAttention {
     }
 
     @Override
-    public boolean storesKv(int layer) {
-        return sources[layer] == layer;
+    public KvCacheConfig config() {
+        return config;
     }
 
     @Override
@@ -88,5 +96,44 @@ final class ReferenceAttention implements KvAttention {
                 }
             }
         }
+    }
+
+    @Override
+    public void append(int layer, int firstPosition, int tokens, MemorySegment keys, MemorySegment values) {
+        throw new UnsupportedOperationException("not used by the decoder");
+    }
+
+    @Override
+    public void compress(double ratio) {
+        throw new UnsupportedOperationException("the reference never evicts");
+    }
+
+    @Override
+    public void compress(int targetTokens) {
+        throw new UnsupportedOperationException("the reference never evicts");
+    }
+
+    @Override
+    public void reset() {
+        throw new UnsupportedOperationException("not used by the decoder");
+    }
+
+    @Override
+    public CacheStats stats() {
+        throw new UnsupportedOperationException("not used by the decoder");
+    }
+
+    @Override
+    public int[] positions(int layer, int kvHead) {
+        throw new UnsupportedOperationException("not used by the decoder");
+    }
+
+    @Override
+    public int read(int layer, int kvHead, float[] keys, float[] values) {
+        throw new UnsupportedOperationException("not used by the decoder");
+    }
+
+    @Override
+    public void close() {
     }
 }

@@ -8,6 +8,7 @@ import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.Policies;
 import io.github.kvcache4j.model.GgufFile;
+import io.github.kvcache4j.model.LlamaConfig;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.testutil.Json;
 import io.github.kvcache4j.testutil.SharedFiles;
@@ -32,7 +33,7 @@ class ClaModelTest {
         double nll;
         try (GgufFile gguf = GgufFile.open(SharedFiles.model("austen-cla-f16.gguf"));
              LlamaModel model = LlamaModel.load(gguf)) {
-            SharingPlan plan = SharingPlan.fromGguf(gguf);
+            SharingPlan plan = LlamaConfig.fromGguf(gguf).sharingPlan();
             assertEquals(SharingPlan.parse("0_0_2_2_4_4_6_6"), plan);
             try (KvCache cache = KvCache.create(model.cacheConfig().sharing(plan).capacity(n)
                     .dtype(DType.F32).policy(Policies.full()).build())) {
@@ -42,7 +43,7 @@ class ClaModelTest {
         }
         try (GgufFile gguf = GgufFile.open(SharedFiles.model("austen-base-f16.gguf"));
              LlamaModel model = LlamaModel.load(gguf);
-             KvCache cache = KvCache.create(model.cacheConfig().sharing(SharingPlan.fromGguf(gguf)).capacity(n)
+             KvCache cache = KvCache.create(model.cacheConfig().sharing(LlamaConfig.fromGguf(gguf).sharingPlan()).capacity(n)
                      .dtype(DType.F32).policy(Policies.full()).build())) {
             model.forward(cache, ids, 0, false);
             baseStats = cache.stats();

@@ -11,6 +11,7 @@ import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.model.GgufFile;
+import io.github.kvcache4j.model.LlamaConfig;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
 import org.junit.jupiter.api.Test;
@@ -88,8 +89,8 @@ class SharingPlanTest {
     void readsPlanFromGguf() throws IOException {
         try (GgufFile cla = GgufFile.open(SharedFiles.model("austen-cla-f16.gguf"));
              GgufFile base = GgufFile.open(SharedFiles.model("austen-base-f16.gguf"))) {
-            assertEquals(SharingPlan.parse("0_0_2_2_4_4_6_6"), SharingPlan.fromGguf(cla));
-            assertEquals(SharingPlan.identity(8), SharingPlan.fromGguf(base));
+            assertEquals(SharingPlan.parse("0_0_2_2_4_4_6_6"), LlamaConfig.fromGguf(cla).sharingPlan());
+            assertEquals(SharingPlan.identity(8), LlamaConfig.fromGguf(base).sharingPlan());
         }
     }
 

@@ -461,7 +461,7 @@ class LessStateTest {
 
     private static LessState stateOf(KvCache cache) {
         try {
-            java.lang.reflect.Field f = KvCache.class.getDeclaredField("less");
+            java.lang.reflect.Field f = cache.getClass().getDeclaredField("less");
             f.setAccessible(true);
             return (LessState) f.get(cache);
         } catch (ReflectiveOperationException e) {

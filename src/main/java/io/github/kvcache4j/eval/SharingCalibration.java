@@ -1,4 +1,4 @@
-package io.github.kvcache4j.sharing;
+package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
@@ -7,6 +7,7 @@ import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaConfig;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
+import io.github.kvcache4j.sharing.SharingPlan;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

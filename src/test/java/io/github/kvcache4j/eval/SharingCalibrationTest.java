@@ -1,4 +1,4 @@
-package io.github.kvcache4j.sharing;
+package io.github.kvcache4j.eval;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
+import io.github.kvcache4j.sharing.SharingPlan;
 import io.github.kvcache4j.testutil.Json;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;

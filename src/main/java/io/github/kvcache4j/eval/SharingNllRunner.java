@@ -1,13 +1,13 @@
-package io.github.kvcache4j.sharing;
+package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.Policies;
-import io.github.kvcache4j.eval.Scoring;
 import io.github.kvcache4j.model.GgufFile;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
+import io.github.kvcache4j.sharing.SharingPlan;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.util.ArrayList;

@@ -1,0 +1,236 @@
+package io.github.kvcache4j;
+
+import io.github.kvcache4j.sharing.SharingPlan;
+import io.github.kvcache4j.store.KvStore;
+import io.github.kvcache4j.store.LessState;
+import java.util.Arrays;
+import java.util.function.IntUnaryOperator;
+
+/**
+ * The eviction step of a cache: asks the policy's tracker for victims, checks its answer, folds
+ * every victim into the LESS residual (when there is one) and removes it from the store, telling
+ * the tracker about each removal and move. Victims are chosen for every kv-head before the first
+ * one is removed, so a request the policy cannot serve changes nothing.
+ */
+final class Eviction {
+
+    private final String policyName;
+    private final int kvHeads;
+    private final int headDim;
+    private final int capacity;
+    private final SharingPlan plan;
+    private final KvStore store;
+    private final EvictionPolicy.Tracker tracker;
+    private final LessState less;
+    private final Failure failure;
+    private final int[][] victims;
+    private final boolean[] keep;
+    /** All false between calls; marks the victims {@link #checkVictims} has seen. */
+    private final boolean[] named;
+    private final int[] need;
+    private final float[] evictedKey;
+    private final float[] evictedValue;
+    private long evicted;
+
+    Eviction(KvCacheConfig config, KvStore store, EvictionPolicy.Tracker tracker, LessState less, Failure failure) {
+        this.policyName = config.policy().name();
+        this.kvHeads = config.kvHeads();
+        this.headDim = config.headDim();
+        this.capacity = config.capacity();
+        this.plan = config.sharing();
+        this.store = store;
+        this.tracker = tracker;
+        this.less = less;
+        this.failure = failure;
+        this.victims = new int[kvHeads][capacity];
+        this.keep = new boolean[capacity];
+        this.named = new boolean[capacity];
+        this.need = new int[kvHeads];
+        this.evictedKey = new float[headDim];
+        this.evictedValue = new float[headDim];
+    }
+
+    /** Returns the tokens evicted since creation or the last {@link #reset}. */
+    long evicted() {
+        return evicted;
+    }
+
+    void reset() {
+        evicted = 0;
+    }
+
+    private int buffer(int layer, int h) {
+        return plan.storageIndex(layer) * kvHeads + h;
+    }
+
+    /**
+     * Chooses, per kv-head of source {@code layer}, the victims an append of {@code tokens} needs,
+     * and fails before removing any if the policy cannot name them all.
+     *
+     * @return whether anything must be removed ({@link #commitRoom})
+     */
+    boolean chooseRoom(int layer, int tokens) {
+        boolean any = false;
+        for (int h = 0; h < kvHeads; h++) {
+            int n = store.size(buffer(layer, h));
+            need[h] = n + tokens - capacity;
+            if (need[h] > 0) {
+                int chosen = tracker.chooseVictims(layer, h, n, need[h], false, victims[h]);
+                checkCount(layer, h, chosen, need[h]);
+                if (chosen < need[h]) {
+                    throw new IllegalStateException("appending " + tokens + " tokens to layer " + layer
+                            + " needs " + need[h] + " free slots of kv-head " + h + " (capacity "
+                            + capacity + ", resident " + n + "), but policy " + policyName
+                            + " can evict only " + chosen);
+                }
+                checkVictims(layer, h, victims[h], chosen, n);
+                any = true;
+            }
+        }
+        return any;
+    }
+
+    /** Removes the victims {@link #chooseRoom} chose. */
+    void commitRoom(int layer) {
+        try {
+            for (int h = 0; h < kvHeads; h++) {
+                if (need[h] > 0) {
+                    evictSwap(layer, h, victims[h], need[h]);
+                }
+            }
+        } catch (RuntimeException | Error e) {
+            failure.record(e);
+            throw e;
+        }
+    }
+
+    /** Lets the policy drop tokens of source {@code layer} after an attention call (adaptive budgets). */
+    void dropVoluntary(int layer) {
+        for (int h = 0; h < kvHeads; h++) {
+            int n = store.size(buffer(layer, h));
+            int chosen = tracker.chooseVoluntaryVictims(layer, h, n, victims[h]);
+            checkCount(layer, h, chosen, n);
+            if (chosen > 0) {
+                checkVictims(layer, h, victims[h], chosen, n);
+                try {
+                    evictSwap(layer, h, victims[h], chosen);
+                } catch (RuntimeException | Error e) {
+                    failure.record(e);
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /** Compresses every buffer of every source layer to {@code keptOf(resident)} tokens. */
+    void compress(IntUnaryOperator keptOf) {
+        for (int l = 0; l < plan.layers(); l++) {
+            if (!plan.isSource(l)) {
+                continue;
+            }
+            for (int h = 0; h < kvHeads; h++) {
+                int b = buffer(l, h);
+                int n = store.size(b);
+                int count = n - keptOf.applyAsInt(n);
+                if (count <= 0) {
+                    continue;
+                }
+                int[] v = victims[h];
+                int chosen = tracker.chooseVictims(l, h, n, count, true, v);
+                checkCount(l, h, chosen, count);
+                checkVictims(l, h, v, chosen, n);
+                try {
+                    retainAllBut(l, h, b, v, chosen, n);
+                } catch (RuntimeException | Error e) {
+                    failure.record(e);
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /** Removes the given slots and compacts the buffer in slot order. */
+    private void retainAllBut(int layer, int h, int b, int[] v, int count, int n) {
+        Arrays.fill(keep, 0, n, true);
+        for (int i = 0; i < count; i++) {
+            keep[v[i]] = false;
+            remember(layer, h, b, v[i]);
+            tracker.onRemove(layer, h, v[i]);
+        }
+        store.retain(b, keep, (from, to) -> tracker.onMove(layer, h, from, to));
+        evicted += count;
+    }
+
+    /** Removes the given slots, largest first, so a moved slot is never a pending victim. */
+    private void evictSwap(int layer, int h, int[] v, int count) {
+        Arrays.sort(v, 0, count);
+        int b = buffer(layer, h);
+        for (int i = count - 1; i >= 0; i--) {
+            remember(layer, h, b, v[i]);
+            tracker.onRemove(layer, h, v[i]);
+            int moved = store.removeSwap(b, v[i]);
+            if (moved != v[i]) {
+                tracker.onMove(layer, h, moved, v[i]);
+            }
+        }
+        evicted += count;
+    }
+
+    /** Folds the token in {@code slot} into the LESS residual before its slot is reused. */
+    private void remember(int layer, int h, int b, int slot) {
+        if (less == null) {
+            return;
+        }
+        if (less.isEmpty(b) && less.centring()) {
+            anchor(b);
+        }
+        store.readKey(b, slot, evictedKey, 0);
+        store.readValue(b, slot, evictedValue, 0);
+        less.absorb(b, layer, h, evictedKey, 0, evictedValue, 0);
+    }
+
+    /** Anchors buffer {@code b}'s residual on the mean of the keys resident at its first eviction. */
+    private void anchor(int b) {
+        // evictedValue is free until the victim is read: it serves as the sum here
+        int n = store.size(b);
+        Arrays.fill(evictedValue, 0f);
+        for (int j = 0; j < n; j++) {
+            store.readKey(b, j, evictedKey, 0);
+            for (int i = 0; i < headDim; i++) {
+                evictedValue[i] += evictedKey[i];
+            }
+        }
+        for (int i = 0; i < headDim; i++) {
+            evictedValue[i] /= n;
+        }
+        less.anchor(b, evictedValue, 0);
+    }
+
+    /** Rejects a victim count outside {@code [0, asked]}. */
+    private void checkCount(int layer, int h, int chosen, int asked) {
+        if (chosen < 0 || chosen > asked) {
+            throw new IllegalStateException("policy " + policyName + " named " + chosen + " victims in layer "
+                    + layer + ", kv-head " + h + ", outside [0, " + asked + "] (the number asked for)");
+        }
+    }
+
+    /** Rejects victims outside the resident slots or named twice (either would corrupt the buffer). */
+    private void checkVictims(int layer, int h, int[] v, int chosen, int n) {
+        for (int i = 0; i < chosen; i++) {
+            if (v[i] < 0 || v[i] >= n) {
+                Arrays.fill(named, 0, n, false);
+                throw new IllegalStateException("policy " + policyName + " named slot "
+                        + v[i] + " of layer " + layer + ", kv-head " + h + ", outside [0, " + n + ")");
+            }
+            if (named[v[i]]) {
+                Arrays.fill(named, 0, n, false);
+                throw new IllegalStateException("policy " + policyName + " named slot "
+                        + v[i] + " of layer " + layer + ", kv-head " + h + " twice");
+            }
+            named[v[i]] = true;
+        }
+        for (int i = 0; i < chosen; i++) {
+            named[v[i]] = false;
+        }
+    }
+}

@@ -1,0 +1,377 @@
+package io.github.kvcache4j;
+
+import io.github.kvcache4j.kernel.KernelProvider;
+import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.sharing.SharingPlan;
+import io.github.kvcache4j.store.KvStore;
+import io.github.kvcache4j.store.LessState;
+import java.lang.foreign.MemorySegment;
+import java.lang.ref.Cleaner;
+import java.util.Arrays;
+import java.util.Objects;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The {@link KvCache} over an off-heap {@link KvStore}: checks arguments ({@link Arguments}),
+ * makes room ({@link Eviction}), stores rows, and runs attention per kv-head
+ * ({@link HeadAttention}), fanned out on the config's executor ({@link FanOut}).
+ */
+final class OffHeapKvCache implements KvCache {
+
+    private static final Logger LOG = LoggerFactory.getLogger(KvCache.class);
+    private static final Cleaner CLEANER = Cleaner.create();
+
+    private final KvCacheConfig config;
+    private final Arguments args;
+    private final SharingPlan plan;
+    private final int kvHeads;
+    private final int headDim;
+    private final int[] lastPosition;
+    private final KvStore store;
+    private final EvictionPolicy.Tracker tracker;
+    private final Kernels kernels;
+    private final LessState less;
+    private final Eviction eviction;
+    private final HeadAttention[] heads;
+    private final FanOut fanOut;
+    private final float[] rowKeys;
+    private final float[] rowValues;
+    private final FloatRows.OfArray keysArray = new FloatRows.OfArray();
+    private final FloatRows.OfArray valuesArray = new FloatRows.OfArray();
+    private final FloatRows.OfSegment keysSegment = new FloatRows.OfSegment();
+    private final FloatRows.OfSegment valuesSegment = new FloatRows.OfSegment();
+    private final FloatRows.OfArray queriesArray = new FloatRows.OfArray();
+    private final Cleaner.Cleanable cleanable;
+    /** The thread inside a call, to reject calls from policy callbacks; null between calls. */
+    private Thread inside;
+    private final Failure failure = new Failure();
+    private volatile boolean closed;
+
+    OffHeapKvCache(KvCacheConfig config) {
+        this.config = config;
+        this.args = new Arguments(config);
+        this.plan = config.sharing();
+        int layers = config.layers();
+        this.kvHeads = config.kvHeads();
+        this.headDim = config.headDim();
+        this.tracker = config.policy().newTracker(layers, kvHeads, config.groupSize(), config.capacity());
+        if (tracker == null) {
+            throw new IllegalArgumentException("policy " + config.policy().name() + " returned no tracker");
+        }
+        this.kernels = KernelProvider.kernels();
+        this.lastPosition = new int[layers];
+        Arrays.fill(lastPosition, -1);
+        this.rowKeys = new float[kvHeads * headDim];
+        this.rowValues = new float[kvHeads * headDim];
+        int buffers = plan.sourceCount() * kvHeads;
+        this.less = config.less() == null ? null : new LessState(config.less(), buffers);
+        // Off-heap memory last: a policy that rejects the shape, or a failed heap allocation,
+        // must not leave a reserved arena behind.
+        this.store = new KvStore(buffers, headDim, config.capacity(), config.dtype());
+        this.eviction = new Eviction(config, store, tracker, less, failure);
+        this.heads = new HeadAttention[kvHeads];
+        for (int h = 0; h < kvHeads; h++) {
+            heads[h] = new HeadAttention(h, config, store, less, kernels);
+        }
+        this.fanOut = config.executor() == null ? null : new FanOut(config.executor(), heads);
+        this.cleanable = CLEANER.register(this, new Leak(store));
+    }
+
+    @Override
+    public KvCacheConfig config() {
+        return config;
+    }
+
+    @Override
+    public void append(int layer, int firstPosition, int tokens, float[] keys, float[] values) {
+        enter();
+        try {
+            append(layer, firstPosition, tokens, keysArray.of("keys", keys), valuesArray.of("values", values));
+        } finally {
+            keysArray.clear();
+            valuesArray.clear();
+            leave();
+        }
+    }
+
+    @Override
+    public void append(int layer, int firstPosition, int tokens, MemorySegment keys, MemorySegment values) {
+        enter();
+        try {
+            append(layer, firstPosition, tokens, keysSegment.of("keys", keys), valuesSegment.of("values", values));
+        } finally {
+            keysSegment.clear();
+            valuesSegment.clear();
+            leave();
+        }
+    }
+
+    private void append(int layer, int firstPosition, int tokens, FloatRows keys, FloatRows values) {
+        args.checkLayer(layer);
+        args.checkAppend(layer, plan.sourceOf(layer), firstPosition, tokens, lastPosition[layer]);
+        int row = kvHeads * headDim;
+        args.checkStorable(keys, (long) tokens * row);
+        args.checkStorable(values, (long) tokens * row);
+        boolean evict = eviction.chooseRoom(layer, tokens);
+        try {
+            if (evict) {
+                eviction.commitRoom(layer);
+            }
+            int base = plan.storageIndex(layer) * kvHeads;
+            for (int t = 0; t < tokens; t++) {
+                int position = firstPosition + t;
+                keys.copyTo((long) t * row, rowKeys, row);
+                values.copyTo((long) t * row, rowValues, row);
+                for (int h = 0; h < kvHeads; h++) {
+                    int off = h * headDim;
+                    int slot = store.append(base + h, rowKeys, off, rowValues, off, position);
+                    tracker.onAppend(layer, h, slot, position, kernels.l2Norm(rowKeys, off, headDim));
+                }
+            }
+            lastPosition[layer] = firstPosition + tokens - 1;
+        } catch (RuntimeException | Error e) {
+            failure.record(e);
+            throw e;
+        }
+    }
+
+    @Override
+    public void attend(int layer, int firstPosition, int tokens, float[] queries, float[] out) {
+        enter();
+        try {
+            args.checkLayer(layer);
+            args.checkTokens(tokens);
+            Arguments.checkFirstPosition(firstPosition, tokens);
+            int row = config.queryHeads() * headDim;
+            Arguments.checkFinite(queriesArray.of("queries", queries), (long) tokens * row);
+            Objects.requireNonNull(out, "out");
+            if (out.length != (long) tokens * row) {
+                throw new IllegalArgumentException("out must have " + (long) tokens * row + " floats, got " + out.length);
+            }
+            Arguments.checkNotAliased(queries, out);
+            checkVisible(layer, firstPosition);
+            attendChecked(layer, firstPosition, tokens, queries, out, row);
+        } finally {
+            queriesArray.clear();
+            for (HeadAttention h : heads) {
+                h.release();
+            }
+            leave();
+        }
+    }
+
+    private void attendChecked(int layer, int firstPosition, int tokens, float[] queries, float[] out, int row) {
+        int source = plan.sourceOf(layer);
+        int base = plan.storageIndex(layer) * kvHeads;
+        boolean readsLater = source > layer;
+        boolean report = tracker.wantsAttention(source);
+        try {
+            for (int t = 0; t < tokens; t++) {
+                int queryPosition = firstPosition + t;
+                for (int h = 0; h < kvHeads; h++) {
+                    heads[h].prepare(layer, base + h, readsLater, queryPosition, queries, out, t * row, report);
+                }
+                if (fanOut == null) {
+                    for (HeadAttention h : heads) {
+                        h.run();
+                    }
+                } else {
+                    fanOut.runAll();
+                }
+                if (report) {
+                    for (int h = 0; h < kvHeads; h++) {
+                        HeadAttention w = heads[h];
+                        if (!w.empty()) {
+                            tracker.onAttention(source, h, w.queryPosition(), layer, w.normalisedWeights(),
+                                    w.stride(), w.visible());
+                        }
+                    }
+                }
+            }
+        } catch (RuntimeException | Error e) {
+            failure.record(e);
+            throw e;
+        }
+        if (report) {
+            eviction.dropVoluntary(source);
+        }
+    }
+
+    @Override
+    public void compress(double ratio) {
+        enter();
+        try {
+            Arguments.checkRatio(ratio);
+            eviction.compress(n -> (int) Math.floor(n * (1.0 - ratio)));
+        } finally {
+            leave();
+        }
+    }
+
+    @Override
+    public void compress(int targetTokens) {
+        enter();
+        try {
+            Arguments.checkTarget(targetTokens);
+            eviction.compress(n -> Math.min(n, targetTokens));
+        } finally {
+            leave();
+        }
+    }
+
+    @Override
+    public void reset() {
+        checkOpen();
+        checkNotInside();
+        inside = Thread.currentThread();
+        try {
+            store.clear();
+            tracker.reset();
+            Arrays.fill(lastPosition, -1);
+            eviction.reset();
+            if (less != null) {
+                less.clear();
+            }
+            failure.clear();
+        } catch (RuntimeException | Error e) {
+            failure.record(e);
+            throw e;
+        } finally {
+            leave();
+        }
+    }
+
+    @Override
+    public CacheStats stats() {
+        int layers = config.layers();
+        int[][] resident = new int[layers][kvHeads];
+        long residentSlots = 0;
+        if (!closed) {
+            for (int l = 0; l < layers; l++) {
+                int base = plan.storageIndex(l) * kvHeads;
+                for (int h = 0; h < kvHeads; h++) {
+                    resident[l][h] = store.size(base + h);
+                    if (plan.isSource(l)) {
+                        residentSlots += resident[l][h];
+                    }
+                }
+            }
+        }
+        return new CacheStats(resident, eviction.evicted(), residentSlots * store.bytesPerSlot(),
+                store.reservedBytes(), less == null ? 0 : less.bytes());
+    }
+
+    @Override
+    public int[] positions(int layer, int kvHead) {
+        enter();
+        try {
+            args.checkLayer(layer);
+            args.checkKvHead(kvHead);
+            int b = plan.storageIndex(layer) * kvHeads + kvHead;
+            return Arrays.copyOf(store.positions(b), store.size(b));
+        } finally {
+            leave();
+        }
+    }
+
+    @Override
+    public int read(int layer, int kvHead, float[] keys, float[] values) {
+        enter();
+        try {
+            args.checkLayer(layer);
+            args.checkKvHead(kvHead);
+            Objects.requireNonNull(keys, "keys");
+            Objects.requireNonNull(values, "values");
+            int b = plan.storageIndex(layer) * kvHeads + kvHead;
+            int n = store.size(b);
+            if (keys.length < (long) n * headDim || values.length < (long) n * headDim) {
+                throw new IllegalArgumentException("keys and values need " + (long) n * headDim
+                        + " floats, got " + keys.length + " and " + values.length);
+            }
+            for (int j = 0; j < n; j++) {
+                store.readKey(b, j, keys, j * headDim);
+                store.readValue(b, j, values, j * headDim);
+            }
+            return n;
+        } finally {
+            leave();
+        }
+    }
+
+    @Override
+    public void close() {
+        if (inside == Thread.currentThread()) {
+            throw new IllegalStateException("close called from inside a cache call (a policy callback)");
+        }
+        closed = true;
+        store.close();
+        cleanable.clean();
+    }
+
+    /** Rejects calls on a closed or failed cache and calls from inside a call; marks the call as running. */
+    private void enter() {
+        checkOpen();
+        checkNotInside();
+        failure.check();
+        inside = Thread.currentThread();
+    }
+
+    private void leave() {
+        inside = null;
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("cache is closed");
+        }
+    }
+
+    private void checkNotInside() {
+        if (inside == Thread.currentThread()) {
+            throw new IllegalStateException("a cache may not be called from inside one of its own calls "
+                    + "(a policy or feature-map callback)");
+        }
+    }
+
+    private void checkVisible(int layer, int firstPosition) {
+        if (plan.sourceOf(layer) > layer) {
+            return; // top-layer mode: before the source's first token nothing is visible, by design
+        }
+        int base = plan.storageIndex(layer) * kvHeads;
+        for (int h = 0; h < kvHeads; h++) {
+            int b = base + h;
+            int n = store.size(b);
+            int[] pos = store.positions(b);
+            int earliest = Integer.MAX_VALUE;
+            if (store.ordered(b)) {
+                earliest = n == 0 ? earliest : pos[0];
+            } else {
+                for (int j = 0; j < n; j++) {
+                    earliest = Math.min(earliest, pos[j]);
+                }
+            }
+            if (earliest > firstPosition) {
+                throw new IllegalArgumentException("position " + firstPosition + " precedes every token "
+                        + "resident in layer " + layer + ", kv-head " + h
+                        + (n == 0 ? " (none is resident)" : " (earliest " + earliest + ")"));
+            }
+        }
+    }
+
+    /**
+     * Frees the off-heap memory of a cache that was never closed, once it is unreachable, and
+     * says so once per cache. Holds the store, not the cache, so the cache can become unreachable.
+     */
+    private record Leak(KvStore store) implements Runnable {
+        @Override
+        public void run() {
+            long bytes = store.reservedBytes();
+            if (bytes > 0) {
+                LOG.warn("a KvCache holding {} off-heap bytes was not closed; freed when it became unreachable",
+                        bytes);
+                store.close();
+            }
+        }
+    }
+}
