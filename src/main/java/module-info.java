@@ -11,4 +11,5 @@ module io.github.kvcache4j {
     exports io.github.kvcache4j.sharing;
     exports io.github.kvcache4j.model;
     exports io.github.kvcache4j.less;
+    exports io.github.kvcache4j.policy;
 }

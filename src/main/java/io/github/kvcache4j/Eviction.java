@@ -20,7 +20,9 @@ final class Eviction {
     private final int capacity;
     private final SharingPlan plan;
     private final KvStore store;
+    private final EvictionPolicy.Shape shape;
     private final EvictionPolicy.Tracker tracker;
+    private final TrackerViews.Buffer view;
     private final LessState less;
     private final Failure failure;
     private final int[][] victims;
@@ -32,14 +34,17 @@ final class Eviction {
     private final float[] evictedValue;
     private long evicted;
 
-    Eviction(KvCacheConfig config, KvStore store, EvictionPolicy.Tracker tracker, LessState less, Failure failure) {
+    Eviction(KvCacheConfig config, KvStore store, EvictionPolicy.Shape shape, EvictionPolicy.Tracker tracker,
+             TrackerViews.Buffer view, LessState less, Failure failure) {
         this.policyName = config.policy().name();
         this.kvHeads = config.kvHeads();
         this.headDim = config.headDim();
         this.capacity = config.capacity();
         this.plan = config.sharing();
         this.store = store;
+        this.shape = shape;
         this.tracker = tracker;
+        this.view = view;
         this.less = less;
         this.failure = failure;
         this.victims = new int[kvHeads][capacity];
@@ -72,10 +77,12 @@ final class Eviction {
     boolean chooseRoom(int layer, int tokens) {
         boolean any = false;
         for (int h = 0; h < kvHeads; h++) {
-            int n = store.size(buffer(layer, h));
+            int b = buffer(layer, h);
+            int n = store.size(b);
             need[h] = n + tokens - capacity;
             if (need[h] > 0) {
-                int chosen = tracker.chooseVictims(layer, h, n, need[h], false, victims[h]);
+                int chosen = tracker.chooseVictims(shape.buffer(layer, h), view.of(layer, h, b),
+                        EvictionPolicy.Reason.MAKE_ROOM, need[h], victims[h]);
                 checkCount(layer, h, chosen, need[h]);
                 if (chosen < need[h]) {
                     throw new IllegalStateException("appending " + tokens + " tokens to layer " + layer
@@ -107,8 +114,10 @@ final class Eviction {
     /** Lets the policy drop tokens of source {@code layer} after an attention call (adaptive budgets). */
     void dropVoluntary(int layer) {
         for (int h = 0; h < kvHeads; h++) {
-            int n = store.size(buffer(layer, h));
-            int chosen = tracker.chooseVoluntaryVictims(layer, h, n, victims[h]);
+            int b = buffer(layer, h);
+            int n = store.size(b);
+            int chosen = tracker.chooseVictims(shape.buffer(layer, h), view.of(layer, h, b),
+                    EvictionPolicy.Reason.ADAPTIVE, n, victims[h]);
             checkCount(layer, h, chosen, n);
             if (chosen > 0) {
                 checkVictims(layer, h, victims[h], chosen, n);
@@ -136,7 +145,8 @@ final class Eviction {
                     continue;
                 }
                 int[] v = victims[h];
-                int chosen = tracker.chooseVictims(l, h, n, count, true, v);
+                int chosen = tracker.chooseVictims(shape.buffer(l, h), view.of(l, h, b),
+                        EvictionPolicy.Reason.COMPRESS, count, v);
                 checkCount(l, h, chosen, count);
                 checkVictims(l, h, v, chosen, n);
                 try {
@@ -151,13 +161,17 @@ final class Eviction {
 
     /** Removes the given slots and compacts the buffer in slot order. */
     private void retainAllBut(int layer, int h, int b, int[] v, int count, int n) {
+        int id = shape.buffer(layer, h);
         Arrays.fill(keep, 0, n, true);
         for (int i = 0; i < count; i++) {
             keep[v[i]] = false;
             remember(layer, h, b, v[i]);
-            tracker.onRemove(layer, h, v[i]);
+            tracker.onRemove(id, v[i]);
         }
-        store.retain(b, keep, (from, to) -> tracker.onMove(layer, h, from, to));
+        store.retain(b, keep, (from, to) -> {
+            view.move(b, from, to);
+            tracker.onMove(id, from, to);
+        });
         evicted += count;
     }
 
@@ -165,12 +179,14 @@ final class Eviction {
     private void evictSwap(int layer, int h, int[] v, int count) {
         Arrays.sort(v, 0, count);
         int b = buffer(layer, h);
+        int id = shape.buffer(layer, h);
         for (int i = count - 1; i >= 0; i--) {
             remember(layer, h, b, v[i]);
-            tracker.onRemove(layer, h, v[i]);
+            tracker.onRemove(id, v[i]);
             int moved = store.removeSwap(b, v[i]);
             if (moved != v[i]) {
-                tracker.onMove(layer, h, moved, v[i]);
+                view.move(b, moved, v[i]);
+                tracker.onMove(id, moved, v[i]);
             }
         }
         evicted += count;

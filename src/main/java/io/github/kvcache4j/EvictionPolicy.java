@@ -5,12 +5,19 @@ package io.github.kvcache4j;
  * {@link Policies} returns and {@link KvCacheConfig} holds); each cache asks it for a
  * {@link Tracker} that keeps the per-slot state of that cache.
  *
- * <p>Slots are indices {@code [0, resident)} into the buffer of one (source layer, kv-head). The
- * cache tells the tracker about every token it stores ({@link Tracker#onAppend}), evicts
- * ({@link Tracker#onRemove}) or moves ({@link Tracker#onMove}), and, when the tracker asks, the attention weights each query
- * produced ({@link Tracker#onAttention}); it asks the tracker for victims when an append would
- * exceed the capacity, when {@link KvCache#compress} runs, and after each attention call
- * ({@link Tracker#chooseVoluntaryVictims}, for policies with an adaptive budget).
+ * <p>The cache stores tokens in <em>buffers</em>, one per (source layer, kv-head), numbered
+ * {@code layer * kvHeads + kvHead} ({@link Shape#buffer}). A buffer's resident tokens occupy
+ * <em>slots</em> {@code [0, resident)}; the order of the slots is not the order of the positions
+ * (evictions move tokens between slots), and the cache says so with {@link Tracker#onMove}.
+ * The cache tells the tracker about every token it stores ({@link Tracker#onAppend}), evicts
+ * ({@link Tracker#onRemove}) or moves ({@link Tracker#onMove}), and, when the tracker asks, the
+ * attention weights each query produced ({@link Tracker#onAttention}); it asks for victims with
+ * a {@link Reason}: an append needs room, {@link KvCache#compress} runs, or an attention call
+ * ended (adaptive budgets).
+ *
+ * <p>Writing a policy: extend {@link io.github.kvcache4j.policy.SlotTracker}, which keeps the
+ * position order of every buffer and moves per-slot state along with the tokens; give each slot
+ * a score and, if the policy protects the newest tokens, the size of that window.
  */
 public interface EvictionPolicy {
 
@@ -28,17 +35,118 @@ public interface EvictionPolicy {
     /**
      * Creates the state of this policy for one cache.
      *
-     * @param layers layers of the cache (slots of a layer that reads another layer's KV belong to
-     *     the source layer)
+     * @throws IllegalArgumentException if the policy cannot serve this shape (the message names
+     *     the dimension and the bound)
+     */
+    Tracker newTracker(Shape shape);
+
+    /**
+     * The dimensions of the cache a tracker serves.
+     *
+     * @param layers layers of the cache (the slots of a layer that reads another layer's KV belong
+     *     to the source layer's buffers)
      * @param kvHeads kv-heads per layer
      * @param groupSize query heads per kv-head
-     * @param capacity slots per (layer, kv-head)
+     * @param capacity slots per buffer
      */
-    Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity);
+    record Shape(int layers, int kvHeads, int groupSize, int capacity) {
+
+        /** Returns the number of buffer ids, {@code layers * kvHeads}. */
+        public int buffers() {
+            return layers * kvHeads;
+        }
+
+        /** Returns the buffer id of ({@code layer}, {@code kvHead}). */
+        public int buffer(int layer, int kvHead) {
+            return layer * kvHeads + kvHead;
+        }
+
+        /** Returns the layer of buffer {@code buffer}. */
+        public int layerOf(int buffer) {
+            return buffer / kvHeads;
+        }
+
+        /** Returns the kv-head of buffer {@code buffer}. */
+        public int kvHeadOf(int buffer) {
+            return buffer % kvHeads;
+        }
+    }
+
+    /** Why the cache asks for victims. */
+    enum Reason {
+        /**
+         * An append needs room: the policy names exactly {@code count} victims, or fewer when it
+         * cannot, and then the append fails with an exception and nothing is evicted.
+         */
+        MAKE_ROOM,
+        /**
+         * {@link KvCache#compress} asks to remove {@code count} tokens; naming fewer keeps more
+         * (protected tokens, or a policy that does not compress this buffer).
+         */
+        COMPRESS,
+        /**
+         * An attention call on the buffer ended; the policy may name any number of victims up to
+         * {@code count} (the resident tokens), usually none (adaptive budgets such as CORM's).
+         */
+        ADAPTIVE
+    }
+
+    /**
+     * A read-only view of one buffer's resident tokens, valid only during the callback it is
+     * passed to (the cache reuses it).
+     */
+    interface BufferView {
+
+        /** Returns the (source) layer of the buffer. */
+        int layer();
+
+        /** Returns the kv-head of the buffer. */
+        int kvHead();
+
+        /** Returns the number of resident tokens (slots {@code [0, resident)}). */
+        int resident();
+
+        /** Returns the absolute position of the token in {@code slot}. */
+        int position(int slot);
+
+        /** Returns the L2 norm of the key (after RoPE, before storage rounding) in {@code slot}. */
+        float keyNorm(int slot);
+    }
+
+    /**
+     * The attention of one query token over one buffer's slots, valid only during
+     * {@link Tracker#onAttention} (the cache reuses it). Weights are softmax probabilities
+     * normalised over the resident slots only: with a LESS residual ({@link KvCacheConfig#less()})
+     * the evicted tokens' share is left out, so the visible slots' weights still sum to 1 and a
+     * policy ranks its slots as it would without the residual.
+     */
+    interface AttentionWeights {
+
+        /** Returns the position of the query token. */
+        int queryPosition();
+
+        /**
+         * Returns the layer whose query attended: the buffer's own layer, or a layer that reads
+         * it through cross-layer sharing.
+         */
+        int readingLayer();
+
+        /** Returns the query heads of the kv-head's group. */
+        int groupSize();
+
+        /**
+         * Returns the number of slots that carry weights: {@code [0, visible)}. Slots whose
+         * position is after the query's have weight zero.
+         */
+        int visible();
+
+        /** Returns the weight query head {@code g} of the group gave {@code slot < visible()}. */
+        float weight(int g, int slot);
+    }
 
     /**
      * Per-cache state of a policy. Calls come from the thread that calls the cache; for one
-     * (layer, kv-head) they come in token order.
+     * buffer they come in token order. A tracker must not call back into the cache.
      */
     interface Tracker {
 
@@ -47,55 +155,31 @@ public interface EvictionPolicy {
             return false;
         }
 
-        /**
-         * A token was stored in {@code slot}.
-         *
-         * @param keyNorm the L2 norm of its key (after RoPE), computed once at append
-         */
-        void onAppend(int layer, int kvHead, int slot, int position, float keyNorm);
+        /** A token was stored in {@code slot}, the last resident slot of the buffer. */
+        void onAppend(int buffer, BufferView view, int slot);
 
-        /**
-         * One query token attended over the buffer of ({@code layer}, {@code kvHead}).
-         * {@code weights[g * stride + j]} is the softmax probability query head {@code g} of the
-         * kv-head's group gave slot {@code j}, for {@code j < visible}; slots the query could not
-         * see (after its position) have weight zero. The weights are normalised over the resident
-         * slots only: with a LESS residual ({@link KvCacheConfig#less()}) the evicted tokens' share
-         * is left out, so the visible slots' weights still sum to 1 and a policy ranks its slots as
-         * it would without the residual. {@code layer} is the source layer whose slots
-         * these are, also when a sharing layer attended. The array is reused after the call.
-         */
-        default void onAttention(int layer, int kvHead, int queryPosition, int readingLayer,
-                                 float[] weights, int stride, int visible) {
+        /** One query token attended over the buffer (only when {@link #wantsAttention} said so). */
+        default void onAttention(int buffer, BufferView view, AttentionWeights weights) {
         }
 
         /**
-         * Names {@code count} distinct resident slots to evict from ({@code layer}, {@code kvHead})
-         * into {@code victims[0..]}; returns how many it named, fewer when protected slots leave
-         * no more. Must not change the tracker's state: the cache may not act on the answer.
-         *
-         * @param compress true for {@link KvCache#compress}, false when an append needs room
+         * Names up to {@code count} distinct resident slots to evict into {@code victims[0..]};
+         * returns how many it named. Must not change the tracker's state: the cache may not act
+         * on the answer.
          */
-        int chooseVictims(int layer, int kvHead, int resident, int count, boolean compress, int[] victims);
-
-        /**
-         * Names slots the policy wants to drop although the cache is not full (adaptive budgets);
-         * called after each attention call. Returns how many it named. Must not change state.
-         */
-        default int chooseVoluntaryVictims(int layer, int kvHead, int resident, int[] victims) {
-            return 0;
-        }
+        int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims);
 
         /**
          * The token in {@code slot} was evicted. Called for every evicted slot, before the
          * {@link #onMove} calls that refill freed slots.
          */
-        void onRemove(int layer, int kvHead, int slot);
+        void onRemove(int buffer, int slot);
 
         /**
-         * The content of slot {@code from} moved to slot {@code to}, whose token was removed
-         * before; {@code from} is free afterwards.
+         * The token in slot {@code from} moved to slot {@code to}, whose token was removed before;
+         * {@code from} is free afterwards.
          */
-        void onMove(int layer, int kvHead, int from, int to);
+        void onMove(int buffer, int from, int to);
 
         /** Forgets everything (the cache was reset). */
         void reset();

@@ -1,6 +1,8 @@
 package io.github.kvcache4j;
 
+import io.github.kvcache4j.kernel.AttentionCall;
 import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
 import java.util.Arrays;
@@ -23,7 +25,7 @@ final class HeadAttention implements Runnable {
     private final Kernels kernels;
     private final float[] weights;
     private final float[] maxAndSum;
-    private final Kernels.Workspace workspace;
+    private final AttentionCall call;
     private final LessState.Workspace lessWorkspace;
     private int layer;
     private int buffer;
@@ -42,14 +44,14 @@ final class HeadAttention implements Runnable {
         this.head = head;
         this.group = config.groupSize();
         this.headDim = config.headDim();
-        this.stride = Kernels.roundToTiles(config.capacity());
+        this.stride = KeyTiles.roundToTiles(config.capacity());
         this.scale = (float) (1.0 / Math.sqrt(headDim));
         this.store = store;
         this.less = less;
         this.kernels = kernels;
         this.weights = new float[group * stride];
         this.maxAndSum = new float[2 * group];
-        this.workspace = new Kernels.Workspace(headDim);
+        this.call = new AttentionCall(headDim);
         this.lessWorkspace = less == null ? null : less.newWorkspace();
     }
 
@@ -95,9 +97,9 @@ final class HeadAttention implements Runnable {
             Arrays.fill(out, at, at + group * headDim, 0f);
             return;
         }
-        kernels.attend(store.keys(b), store.values(b), store.dtype(), visible, headDim,
-                queries, at, group, scale, mask, queryPosition,
-                weights, stride, keepWeights, maxAndSum, out, at, workspace);
+        kernels.attend(call.slots(store.keys(b), store.values(b), store.dtype(), visible)
+                .queries(queries, at, group, scale).mask(mask, queryPosition)
+                .weights(weights, stride, keepWeights).output(out, at, maxAndSum));
         if (less != null && !less.isEmpty(b)) {
             for (int g = 0; g < group; g++) {
                 int o = at + g * headDim;

@@ -1,6 +1,6 @@
 package io.github.kvcache4j;
 
-import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Objects;
@@ -69,7 +69,7 @@ public final class KvCacheConfig {
      * head dimension or the group size) or buffer count would not fit a Java array or an int index.
      */
     private static void checkAddressable(int layers, int kvHeads, int groupSize, int headDim, int capacity) {
-        long tiles = ((long) capacity + Kernels.TILE - 1) / Kernels.TILE * Kernels.TILE;
+        long tiles = KeyTiles.roundToTiles((long) capacity);
         long floats = tiles * Math.max(headDim, groupSize);
         if (floats > MAX_ARRAY) {
             throw new IllegalArgumentException("capacity (" + capacity + ") rounded up to " + tiles

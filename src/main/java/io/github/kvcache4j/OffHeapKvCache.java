@@ -2,6 +2,7 @@ package io.github.kvcache4j;
 
 import io.github.kvcache4j.kernel.KernelProvider;
 import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.sharing.SharingPlan;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
@@ -29,7 +30,10 @@ final class OffHeapKvCache implements KvCache {
     private final int headDim;
     private final int[] lastPosition;
     private final KvStore store;
+    private final EvictionPolicy.Shape shape;
     private final EvictionPolicy.Tracker tracker;
+    private final TrackerViews.Buffer view;
+    private final TrackerViews.Weights attention;
     private final Kernels kernels;
     private final LessState less;
     private final Eviction eviction;
@@ -55,7 +59,8 @@ final class OffHeapKvCache implements KvCache {
         int layers = config.layers();
         this.kvHeads = config.kvHeads();
         this.headDim = config.headDim();
-        this.tracker = config.policy().newTracker(layers, kvHeads, config.groupSize(), config.capacity());
+        this.shape = new EvictionPolicy.Shape(layers, kvHeads, config.groupSize(), config.capacity());
+        this.tracker = config.policy().newTracker(shape);
         if (tracker == null) {
             throw new IllegalArgumentException("policy " + config.policy().name() + " returned no tracker");
         }
@@ -69,7 +74,9 @@ final class OffHeapKvCache implements KvCache {
         // Off-heap memory last: a policy that rejects the shape, or a failed heap allocation,
         // must not leave a reserved arena behind.
         this.store = new KvStore(buffers, headDim, config.capacity(), config.dtype());
-        this.eviction = new Eviction(config, store, tracker, less, failure);
+        this.view = new TrackerViews.Buffer(store);
+        this.attention = new TrackerViews.Weights(config.groupSize(), KeyTiles.roundToTiles(config.capacity()));
+        this.eviction = new Eviction(config, store, shape, tracker, view, less, failure);
         this.heads = new HeadAttention[kvHeads];
         for (int h = 0; h < kvHeads; h++) {
             heads[h] = new HeadAttention(h, config, store, less, kernels);
@@ -125,8 +132,10 @@ final class OffHeapKvCache implements KvCache {
                 values.copyTo((long) t * row, rowValues, row);
                 for (int h = 0; h < kvHeads; h++) {
                     int off = h * headDim;
-                    int slot = store.append(base + h, rowKeys, off, rowValues, off, position);
-                    tracker.onAppend(layer, h, slot, position, kernels.l2Norm(rowKeys, off, headDim));
+                    int b = base + h;
+                    int slot = store.append(b, rowKeys, off, rowValues, off, position);
+                    view.keyNorm(b, slot, kernels.l2Norm(rowKeys, off, headDim));
+                    tracker.onAppend(shape.buffer(layer, h), view.of(layer, h, b), slot);
                 }
             }
             lastPosition[layer] = firstPosition + tokens - 1;
@@ -183,8 +192,8 @@ final class OffHeapKvCache implements KvCache {
                     for (int h = 0; h < kvHeads; h++) {
                         HeadAttention w = heads[h];
                         if (!w.empty()) {
-                            tracker.onAttention(source, h, w.queryPosition(), layer, w.normalisedWeights(),
-                                    w.stride(), w.visible());
+                            tracker.onAttention(shape.buffer(source, h), view.of(source, h, base + h),
+                                    attention.of(w.normalisedWeights(), w.visible(), w.queryPosition(), layer));
                         }
                     }
                 }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.github.kvcache4j.spi.EveryKthPolicy;
 import io.github.kvcache4j.testutil.Reference;
 import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.Snapshot;
@@ -79,9 +80,13 @@ class CacheInvariantsPropertyTest {
         PolicyCase make(int capacity, SplittableRandom r);
     }
 
-    /** The policies of {@link Policies}, with random parameters that fit the capacity (docs/policies.md). */
+    /**
+     * The policies of {@link Policies}, with random parameters that fit the capacity
+     * (docs/policies.md), and a policy written against the public SPI ({@link EveryKthPolicy}).
+     */
     static Stream<String> policies() {
-        return Stream.of("full", "streamingLlm", "knorm", "corm", "h2o", "observedAttention", "snapKv", "tova");
+        return Stream.of("full", "streamingLlm", "knorm", "corm", "h2o", "observedAttention", "snapKv", "tova",
+                "everyKth");
     }
 
     private static PolicyMaker maker(String name) {
@@ -117,6 +122,10 @@ class CacheInvariantsPropertyTest {
                 return new PolicyCase(Policies.snapKv(window, 2 * r.nextInt(3) + 1), Protection.newest(window), false);
             };
             case "tova" -> (c, r) -> new PolicyCase(Policies.tova(), Protection.newest(1), false);
+            case "everyKth" -> (c, r) -> {
+                int window = r.nextInt(c);
+                return new PolicyCase(new EveryKthPolicy(r.nextInt(1, 5), window), Protection.newest(window), false);
+            };
             default -> throw new IllegalArgumentException(name);
         };
     }

@@ -1,6 +1,7 @@
 package io.github.kvcache4j.kernel;
 
 import io.github.kvcache4j.DType;
+import io.github.kvcache4j.layout.KeyTiles;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -34,11 +35,24 @@ final class ScalarKernels implements Kernels {
     }
 
     @Override
-    public void attend(MemorySegment keys, MemorySegment values, DType dtype, int n, int headDim,
-                       float[] q, int qOff, int group, float scale,
-                       int[] positions, int queryPosition,
-                       float[] w, int stride, boolean keepWeights, float[] maxAndSum,
-                       float[] out, int outOff, Workspace workspace) {
+    public void attend(AttentionCall call) {
+        assert call.violation() == null : call.violation();
+        final MemorySegment keys = call.keys;
+        final MemorySegment values = call.values;
+        final DType dtype = call.dtype;
+        final int n = call.n;
+        final int headDim = call.headDim;
+        final float[] q = call.queries;
+        final int qOff = call.queryOffset;
+        final int group = call.group;
+        final float scale = call.scale;
+        final int[] positions = call.positions;
+        final int queryPosition = call.queryPosition;
+        final float[] w = call.weights;
+        final int stride = call.stride;
+        final float[] maxAndSum = call.maxAndSum;
+        final float[] out = call.out;
+        final int outOff = call.outOffset;
         for (int j = 0; j < n; j++) {
             boolean masked = positions != null && positions[j] > queryPosition;
             for (int g = 0; g < group; g++) {
@@ -46,7 +60,7 @@ final class ScalarKernels implements Kernels {
                 if (!masked) {
                     int qg = qOff + g * headDim;
                     for (int i = 0; i < headDim; i++) {
-                        s += q[qg + i] * element(keys, dtype, Kernels.keyIndex(j, i, headDim));
+                        s += q[qg + i] * element(keys, dtype, KeyTiles.keyIndex(j, i, headDim));
                     }
                 }
                 w[g * stride + j] = masked ? Float.NEGATIVE_INFINITY : scale * s;

@@ -82,9 +82,13 @@ public interface FeatureMap {
 
     /**
      * Loads learned per-head maps (the two-layer MLPs of the LESS paper) from a file in the format
-     * that {@code docs/less.md} describes.
+     * that {@code docs/less.md} describes. The header's sizes are checked against the file's
+     * length before anything is allocated, and the weights are streamed: memory grows with the
+     * weights read, never beyond them.
      *
-     * @throws IOException if the file cannot be read or is not in that format
+     * @throws IOException if the file cannot be read or is not in that format, naming the field;
+     *         also if a weight is NaN, infinite or of magnitude above {@code 65536}, naming the
+     *         head, tensor, element and byte offset
      */
     static FeatureMap load(Path file) throws IOException {
         return LearnedFeatureMap.read(file);

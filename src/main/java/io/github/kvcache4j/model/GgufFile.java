@@ -16,6 +16,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * A memory-mapped GGUF file (version 2 or 3, and the legacy version 1 with 32-bit sizes): its metadata and tensor directory, and zero-copy
@@ -23,7 +24,9 @@ import java.util.Optional;
  *
  * <p>Every count, length and offset read from the file is checked against the bytes that remain
  * before anything is allocated, so a corrupt file fails with a {@link GgufFormatException} that
- * names the field and the bound, never with an {@link OutOfMemoryError}.
+ * names the field and the bound, never with an {@link OutOfMemoryError}; the tensor directory grows
+ * entry by entry as it is read, so memory follows the bytes parsed, not a declared count. A
+ * metadata key that appears twice is rejected.
  *
  * <p>Metadata values are exposed as Java objects: signed integers up to 32 bits and
  * {@code UINT8}/{@code UINT16} as {@link Integer}; {@code UINT32}, {@code INT64} and {@code UINT64}
@@ -67,6 +70,7 @@ public final class GgufFile implements AutoCloseable {
 
     private final Path path;
     private final Arena arena;
+    private final AtomicBoolean closed = new AtomicBoolean();
     private final MemorySegment file;
     private final int version;
     private final long alignment;
@@ -92,18 +96,25 @@ public final class GgufFile implements AutoCloseable {
         in.narrowSizes = version == 1;
         int sz = in.sizeBytes();
         // Smallest tensor info: name length, n_dims, one dim, type, offset; smallest KV: key length, type, a byte.
-        long tensorCount = in.count("tensor_count", sz + 4 + sz + 4 + 8);
+        long tensorInfoBytes = sz + 4 + sz + 4 + 8;
+        long tensorCount = in.count("tensor_count", tensorInfoBytes);
         long kvCount = in.count("metadata_kv_count", sz + 4 + 1);
         Map<String, Object> kv = new LinkedHashMap<>();
         for (long i = 0; i < kvCount; i++) {
             String key = in.string("metadata key #" + i);
+            if (kv.containsKey(key)) {
+                throw new GgufFormatException("metadata key #" + i + " '" + key + "': appears twice (first as #"
+                        + List.copyOf(kv.keySet()).indexOf(key) + ")");
+            }
             int type = in.i32("type of metadata '" + key + "'");
             kv.put(key, in.value(type, key));
         }
         metadata = Collections.unmodifiableMap(kv);
         alignment = readAlignment(kv);
 
-        List<GgufTensorInfo> infos = new ArrayList<>((int) tensorCount);
+        in.checkCount("tensor_count", tensorCount, tensorInfoBytes, " after the metadata");
+        // Grown as infos are read, never sized by the count: a sparse file can make any count fit.
+        List<GgufTensorInfo> infos = new ArrayList<>();
         for (long i = 0; i < tensorCount; i++) {
             infos.add(readTensorInfo(in, i));
         }
@@ -420,10 +431,15 @@ public final class GgufFile implements AutoCloseable {
         return v.getClass().getSimpleName();
     }
 
-    /** Unmaps the file; tensor views become inaccessible. */
+    /**
+     * Unmaps the file; tensor views become inaccessible. Idempotent, also when several threads
+     * call it at once; a read racing with it fails with {@link IllegalStateException}.
+     */
     @Override
     public void close() {
-        arena.close();
+        if (closed.compareAndSet(false, true)) {
+            arena.close();
+        }
     }
 
     /** Bounds-checked little-endian reader over the mapped file. */
@@ -490,13 +506,18 @@ public final class GgufFile implements AutoCloseable {
         /** Reads a count of items that occupy at least {@code minItemBytes} each. */
         long count(String field, long minItemBytes) throws GgufFormatException {
             long n = size(field);
+            checkCount(field, n, minItemBytes, "");
+            return n;
+        }
+
+        /** Checks that the remaining bytes (described by {@code where}) hold {@code n} items of {@code minItemBytes}. */
+        void checkCount(String field, long n, long minItemBytes, String where) throws GgufFormatException {
             long fit = remaining() / minItemBytes;
             if (n < 0 || n > fit) {
                 throw new GgufFormatException(field + ": " + Long.toUnsignedString(n)
-                        + " exceeds what the remaining " + remaining() + " bytes can hold (at most " + fit
+                        + " exceeds what the remaining " + remaining() + " bytes" + where + " can hold (at most " + fit
                         + " items of at least " + minItemBytes + " bytes; corrupt count or truncated file)");
             }
-            return n;
         }
 
         String string(String field) throws GgufFormatException {

@@ -1,7 +1,6 @@
 package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy;
-import java.util.Arrays;
 
 /**
  * CORM, "CORM: Cache Optimization with Recent Message for Large Language Model Inference" (Dai,
@@ -87,45 +86,31 @@ public final class CormPolicy implements EvictionPolicy {
     }
 
     @Override
-    public Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity) {
-        return new CormTracker(layers, kvHeads, groupSize, capacity);
+    public Tracker newTracker(Shape shape) {
+        return new CormTracker(shape);
     }
 
-    private final class CormTracker implements Tracker {
-        private final int kvHeads;
-        private final int group;
-        private final int capacity;
+    private final class CormTracker extends SlotTracker {
         private final long bits;
-        private final SlotOrder order;
         /** Per buffer and slot: importance over the last {@code w} queries that saw the key. */
-        private final long[] mask;
+        private final long[][] mask;
         /** Per buffer and slot: queries that saw the key (also the stamp of the newest deque entry). */
-        private final int[] seen;
+        private final int[][] seen;
         /** Per buffer and slot, {@code w} entries each: a deque of decreasing maxima and their stamps. */
-        private final float[] dequeValue;
-        private final int[] dequeStamp;
-        private final int[] dequeHead;
-        private final int[] dequeSize;
-        private final int[] slots;
-        private final double[] score;
-        private final int[] position;
+        private final float[][] dequeValue;
+        private final int[][] dequeStamp;
+        private final int[][] dequeHead;
+        private final int[][] dequeSize;
 
-        CormTracker(int layers, int kvHeads, int group, int capacity) {
-            int n = layers * kvHeads * capacity;
-            this.kvHeads = kvHeads;
-            this.group = group;
-            this.capacity = capacity;
+        CormTracker(Shape shape) {
+            super(shape);
             this.bits = window == 64 ? -1L : (1L << window) - 1;
-            this.order = new SlotOrder(layers * kvHeads, capacity);
-            this.mask = new long[n];
-            this.seen = new int[n];
-            this.dequeValue = new float[n * window];
-            this.dequeStamp = new int[n * window];
-            this.dequeHead = new int[n];
-            this.dequeSize = new int[n];
-            this.slots = new int[capacity];
-            this.score = new double[capacity];
-            this.position = new int[capacity];
+            this.mask = longsPerSlot(1);
+            this.seen = intsPerSlot(1);
+            this.dequeValue = floatsPerSlot(window);
+            this.dequeStamp = intsPerSlot(window);
+            this.dequeHead = intsPerSlot(1);
+            this.dequeSize = intsPerSlot(1);
         }
 
         @Override
@@ -134,23 +119,12 @@ public final class CormPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAppend(int layer, int kvHead, int slot, int position, float keyNorm) {
-            int b = layer * kvHeads + kvHead;
-            order.append(b, slot, position);
-            int i = b * capacity + slot;
-            mask[i] = 0L;
-            seen[i] = 0;
-            dequeHead[i] = 0;
-            dequeSize[i] = 0;
-        }
-
-        @Override
-        public void onAttention(int layer, int kvHead, int queryPosition, int readingLayer,
-                                float[] weights, int stride, int visible) {
-            int b = layer * kvHeads + kvHead;
+        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+            int query = weights.queryPosition();
+            int visible = weights.visible();
             int t = 0;
             for (int j = 0; j < visible; j++) {
-                if (order.position(b, j) <= queryPosition) {
+                if (view.position(j) <= query) {
                     t++;
                 }
             }
@@ -158,55 +132,51 @@ public final class CormPolicy implements EvictionPolicy {
                 return;
             }
             double threshold = alpha / t;
-            int base = b * capacity;
+            long[] mask = this.mask[buffer];
+            int[] seen = this.seen[buffer];
             for (int j = 0; j < visible; j++) {
-                if (order.position(b, j) > queryPosition) {
+                if (view.position(j) > query) {
                     continue;
                 }
-                float m = weights[j];
-                for (int g = 1; g < group; g++) {
-                    m = Math.max(m, weights[g * stride + j]);
+                float m = weights.weight(0, j);
+                for (int g = 1; g < weights.groupSize(); g++) {
+                    m = Math.max(m, weights.weight(g, j));
                 }
-                int i = base + j;
-                mask[i] = ((mask[i] << 1) | (m >= threshold ? 1L : 0L)) & bits;
-                push(i, m, ++seen[i]);
+                mask[j] = ((mask[j] << 1) | (m >= threshold ? 1L : 0L)) & bits;
+                push(buffer, j, m, ++seen[j]);
             }
         }
 
-        /** Adds the maximum {@code m} of query number {@code stamp} to the sliding maximum of {@code i}. */
-        private void push(int i, float m, int stamp) {
-            int at = i * window;
-            int head = dequeHead[i];
-            int size = dequeSize[i];
-            while (size > 0 && dequeStamp[at + head] <= stamp - window) {
+        /** Adds the maximum {@code m} of query number {@code stamp} to the sliding maximum of {@code slot}. */
+        private void push(int buffer, int slot, float m, int stamp) {
+            float[] value = dequeValue[buffer];
+            int[] stamps = dequeStamp[buffer];
+            int at = slot * window;
+            int head = dequeHead[buffer][slot];
+            int size = dequeSize[buffer][slot];
+            while (size > 0 && stamps[at + head] <= stamp - window) {
                 head = (head + 1) % window;
                 size--;
             }
-            while (size > 0 && dequeValue[at + (head + size - 1) % window] <= m) {
+            while (size > 0 && value[at + (head + size - 1) % window] <= m) {
                 size--;
             }
             int tail = (head + size) % window;
-            dequeValue[at + tail] = m;
-            dequeStamp[at + tail] = stamp;
+            value[at + tail] = m;
+            stamps[at + tail] = stamp;
             size++;
-            dequeHead[i] = head;
-            dequeSize[i] = size;
-        }
-
-        /** Returns the largest attention over the group and the last {@code w} queries, 0 if none. */
-        private double recentMax(int i) {
-            return dequeSize[i] == 0 ? 0.0 : dequeValue[i * window + dequeHead[i]];
+            dequeHead[buffer][slot] = head;
+            dequeSize[buffer][slot] = size;
         }
 
         @Override
-        public int chooseVoluntaryVictims(int layer, int kvHead, int resident, int[] victims) {
-            int b = layer * kvHeads + kvHead;
-            int from = order.recentFrom(b, recent);
-            int base = b * capacity;
+        protected int adaptiveVictims(int buffer, BufferView view, int[] victims) {
+            int from = recentFrom(buffer, recent);
+            long[] mask = this.mask[buffer];
+            int[] seen = this.seen[buffer];
             int n = 0;
-            for (int s = 0; s < resident; s++) {
-                int i = base + s;
-                if (mask[i] == 0L && seen[i] >= window && order.position(b, s) < from) {
+            for (int s = 0; s < view.resident(); s++) {
+                if (mask[s] == 0L && seen[s] >= window && view.position(s) < from) {
                     victims[n++] = s;
                 }
             }
@@ -214,51 +184,20 @@ public final class CormPolicy implements EvictionPolicy {
         }
 
         @Override
-        public int chooseVictims(int layer, int kvHead, int resident, int count, boolean compress, int[] victims) {
-            if (!compress && !hardCapacity) {
-                return 0;
+        protected int recentWindow(int buffer, BufferView view, Reason reason, int count) {
+            return reason == Reason.MAKE_ROOM && !hardCapacity ? Integer.MAX_VALUE : recent;
+        }
+
+        /** The largest attention over the group and the last {@code w} queries, 0 if none. */
+        @Override
+        protected void score(int buffer, BufferView view, int[] candidates, int n, double[] scores) {
+            float[] value = dequeValue[buffer];
+            int[] head = dequeHead[buffer];
+            int[] size = dequeSize[buffer];
+            for (int i = 0; i < n; i++) {
+                int s = candidates[i];
+                scores[i] = size[s] == 0 ? 0.0 : value[s * window + head[s]];
             }
-            int b = layer * kvHeads + kvHead;
-            int from = order.recentFrom(b, recent);
-            int base = b * capacity;
-            int n = 0;
-            for (int s = 0; s < resident; s++) {
-                int p = order.position(b, s);
-                if (p < from) {
-                    slots[n++] = s;
-                    position[s] = p;
-                    score[s] = recentMax(base + s);
-                }
-            }
-            return Ranking.pick(slots, n, count, score, position, victims);
-        }
-
-        @Override
-        public void onRemove(int layer, int kvHead, int slot) {
-            order.remove(layer * kvHeads + kvHead, slot);
-        }
-
-        @Override
-        public void onMove(int layer, int kvHead, int from, int to) {
-            int b = layer * kvHeads + kvHead;
-            order.move(b, from, to);
-            int f = b * capacity + from;
-            int t = b * capacity + to;
-            mask[t] = mask[f];
-            seen[t] = seen[f];
-            dequeHead[t] = dequeHead[f];
-            dequeSize[t] = dequeSize[f];
-            System.arraycopy(dequeValue, f * window, dequeValue, t * window, window);
-            System.arraycopy(dequeStamp, f * window, dequeStamp, t * window, window);
-        }
-
-        @Override
-        public void reset() {
-            order.clear();
-            Arrays.fill(mask, 0L);
-            Arrays.fill(seen, 0);
-            Arrays.fill(dequeSize, 0);
-            Arrays.fill(dequeHead, 0);
         }
     }
 }

@@ -17,23 +17,23 @@ public final class FullPolicy implements EvictionPolicy {
     }
 
     @Override
-    public Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity) {
+    public Tracker newTracker(Shape shape) {
         return new Tracker() {
             @Override
-            public void onAppend(int layer, int kvHead, int slot, int position, float keyNorm) {
+            public void onAppend(int buffer, BufferView view, int slot) {
             }
 
             @Override
-            public int chooseVictims(int layer, int kvHead, int resident, int count, boolean compress, int[] victims) {
+            public int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims) {
                 return 0;
             }
 
             @Override
-            public void onRemove(int layer, int kvHead, int slot) {
+            public void onRemove(int buffer, int slot) {
             }
 
             @Override
-            public void onMove(int layer, int kvHead, int from, int to) {
+            public void onMove(int buffer, int from, int to) {
             }
 
             @Override

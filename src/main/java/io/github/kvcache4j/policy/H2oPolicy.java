@@ -1,7 +1,6 @@
 package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy;
-import java.util.Arrays;
 
 /**
  * Accumulated-attention eviction in two variants.
@@ -57,33 +56,20 @@ public final class H2oPolicy implements EvictionPolicy {
     }
 
     @Override
-    public Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity) {
-        return new AccumulatingTracker(layers, kvHeads, groupSize, capacity);
+    public Tracker newTracker(Shape shape) {
+        return new AccumulatingTracker(shape);
     }
 
-    private final class AccumulatingTracker implements Tracker {
-        private final int kvHeads;
-        private final int group;
-        private final int capacity;
-        private final SlotOrder order;
+    private final class AccumulatingTracker extends SlotTracker {
         /** Per buffer and slot: Σ_q (1/G) Σ_g a. */
-        private final double[] sum;
+        private final double[][] sum;
         /** Per buffer and slot: queries that saw the key. */
-        private final int[] queries;
-        private final int[] slots;
-        private final double[] score;
-        private final int[] position;
+        private final int[][] queries;
 
-        AccumulatingTracker(int layers, int kvHeads, int group, int capacity) {
-            this.kvHeads = kvHeads;
-            this.group = group;
-            this.capacity = capacity;
-            this.order = new SlotOrder(layers * kvHeads, capacity);
-            this.sum = new double[layers * kvHeads * capacity];
-            this.queries = new int[layers * kvHeads * capacity];
-            this.slots = new int[capacity];
-            this.score = new double[capacity];
-            this.position = new int[capacity];
+        AccumulatingTracker(Shape shape) {
+            super(shape);
+            this.sum = doublesPerSlot(1);
+            this.queries = intsPerSlot(1);
         }
 
         @Override
@@ -92,70 +78,38 @@ public final class H2oPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAppend(int layer, int kvHead, int slot, int position, float keyNorm) {
-            int b = layer * kvHeads + kvHead;
-            order.append(b, slot, position);
-            sum[b * capacity + slot] = 0.0;
-            queries[b * capacity + slot] = 0;
-        }
-
-        @Override
-        public void onAttention(int layer, int kvHead, int queryPosition, int readingLayer,
-                                float[] weights, int stride, int visible) {
-            int b = layer * kvHeads + kvHead;
-            int base = b * capacity;
-            for (int j = 0; j < visible; j++) {
-                if (order.position(b, j) > queryPosition) {
+        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+            int group = weights.groupSize();
+            int query = weights.queryPosition();
+            double[] sum = this.sum[buffer];
+            int[] queries = this.queries[buffer];
+            for (int j = 0; j < weights.visible(); j++) {
+                if (view.position(j) > query) {
                     continue;
                 }
                 double s = 0.0;
                 for (int g = 0; g < group; g++) {
-                    s += weights[g * stride + j];
+                    s += weights.weight(g, j);
                 }
-                sum[base + j] += s / group;
-                queries[base + j]++;
+                sum[j] += s / group;
+                queries[j]++;
             }
         }
 
         @Override
-        public int chooseVictims(int layer, int kvHead, int resident, int count, boolean compress, int[] victims) {
-            int b = layer * kvHeads + kvHead;
-            int base = b * capacity;
-            int kept = Math.max(0, resident - count);
-            int recent = perQuery ? 0 : (int) Math.floor(recentFraction * kept);
-            int from = order.recentFrom(b, recent);
-            int n = 0;
-            for (int s = 0; s < resident; s++) {
-                int p = order.position(b, s);
-                if (p >= from) {
-                    continue;
-                }
-                slots[n++] = s;
-                position[s] = p;
-                int q = queries[base + s];
-                score[s] = !perQuery ? sum[base + s] : q == 0 ? 0.0 : sum[base + s] / q;
+        protected int recentWindow(int buffer, BufferView view, Reason reason, int count) {
+            return perQuery ? 0 : (int) Math.floor(recentFraction * Math.max(0, view.resident() - count));
+        }
+
+        @Override
+        protected void score(int buffer, BufferView view, int[] candidates, int n, double[] scores) {
+            double[] sum = this.sum[buffer];
+            int[] queries = this.queries[buffer];
+            for (int i = 0; i < n; i++) {
+                int s = candidates[i];
+                int q = queries[s];
+                scores[i] = !perQuery ? sum[s] : q == 0 ? 0.0 : sum[s] / q;
             }
-            return Ranking.pick(slots, n, count, score, position, victims);
-        }
-
-        @Override
-        public void onRemove(int layer, int kvHead, int slot) {
-            order.remove(layer * kvHeads + kvHead, slot);
-        }
-
-        @Override
-        public void onMove(int layer, int kvHead, int from, int to) {
-            int b = layer * kvHeads + kvHead;
-            order.move(b, from, to);
-            sum[b * capacity + to] = sum[b * capacity + from];
-            queries[b * capacity + to] = queries[b * capacity + from];
-        }
-
-        @Override
-        public void reset() {
-            order.clear();
-            Arrays.fill(sum, 0.0);
-            Arrays.fill(queries, 0);
         }
     }
 }

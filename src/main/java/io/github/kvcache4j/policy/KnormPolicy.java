@@ -62,77 +62,38 @@ public final class KnormPolicy implements EvictionPolicy {
      * @throws IllegalArgumentException if a skipped layer is not below {@code layers}
      */
     @Override
-    public Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity) {
-        boolean[] skip = new boolean[layers];
+    public Tracker newTracker(Shape shape) {
+        boolean[] skip = new boolean[shape.layers()];
         for (int l : skipLayers) {
-            if (l >= layers) {
-                throw new IllegalArgumentException("skipLayers entry " + l + " must be < layers (" + layers + ")");
+            if (l >= shape.layers()) {
+                throw new IllegalArgumentException("skipLayers entry " + l + " must be < layers (" + shape.layers() + ")");
             }
             skip[l] = true;
         }
-        return new KnormTracker(layers, kvHeads, capacity, skip);
+        return new KnormTracker(shape, skip);
     }
 
-    private final class KnormTracker implements Tracker {
-        /** Per buffer, every slot keyed by (-norm, -position): the top is the next victim. */
-        private final SlotHeap[] heaps;
-        private final int kvHeads;
+    /** Per buffer, every slot keyed by (-norm, -position): the top is the next victim. */
+    private final class KnormTracker extends HeapTracker {
         private final boolean[] skip;
-        private final int[] slots;
-        private final double[] score;
-        private final int[] position;
 
-        KnormTracker(int layers, int kvHeads, int capacity, boolean[] skip) {
-            this.kvHeads = kvHeads;
+        KnormTracker(Shape shape, boolean[] skip) {
+            super(shape);
             this.skip = skip;
-            this.heaps = new SlotHeap[layers * kvHeads];
-            for (int i = 0; i < heaps.length; i++) {
-                heaps[i] = new SlotHeap(capacity);
-            }
-            this.slots = new int[capacity];
-            this.score = new double[capacity];
-            this.position = new int[capacity];
         }
 
         @Override
-        public void onAppend(int layer, int kvHead, int slot, int position, float keyNorm) {
-            heaps[layer * kvHeads + kvHead].add(slot, -keyNorm, -position);
+        public void onAppend(int buffer, BufferView view, int slot) {
+            add(buffer, slot, -view.keyNorm(slot), -view.position(slot));
         }
 
         @Override
-        public int chooseVictims(int layer, int kvHead, int resident, int count, boolean compress, int[] victims) {
-            if (compress && (skip[layer] || resident < pruneAfter)) {
+        public int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims) {
+            if (reason == Reason.ADAPTIVE
+                    || reason == Reason.COMPRESS && (skip[view.layer()] || view.resident() < pruneAfter)) {
                 return 0;
             }
-            SlotHeap heap = heaps[layer * kvHeads + kvHead];
-            if (count == 1 && heap.size() > 0) {
-                victims[0] = heap.top();
-                return 1;
-            }
-            int n = heap.slots(slots);
-            for (int i = 0; i < n; i++) {
-                int s = slots[i];
-                score[s] = heap.score(s);
-                position[s] = -heap.position(s);
-            }
-            return Ranking.pick(slots, n, count, score, position, victims);
-        }
-
-        @Override
-        public void onRemove(int layer, int kvHead, int slot) {
-            heaps[layer * kvHeads + kvHead].remove(slot);
-        }
-
-        @Override
-        public void onMove(int layer, int kvHead, int from, int to) {
-            heaps[layer * kvHeads + kvHead].move(from, to);
-        }
-
-        @Override
-        public void reset() {
-            for (SlotHeap h : heaps) {
-                h.clear();
-            }
+            return top(buffer, count, victims);
         }
     }
 }

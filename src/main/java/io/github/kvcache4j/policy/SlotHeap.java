@@ -26,10 +26,6 @@ final class SlotHeap {
         return size;
     }
 
-    boolean contains(int slot) {
-        return index[slot] >= 0;
-    }
-
     float score(int slot) {
         return score[slot];
     }

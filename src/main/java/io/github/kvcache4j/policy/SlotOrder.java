@@ -6,29 +6,27 @@ import java.util.Arrays;
  * The resident slots of every buffer (one (layer, kv-head)) as a doubly linked list in position
  * order, with each slot's position. Appends arrive with increasing positions and join the tail;
  * removals unlink in O(1); moves rename a node in place. So the position order never needs
- * sorting, even after swap-evictions left the slots themselves unordered.
+ * sorting, even after swap-evictions left the slots themselves unordered. Every buffer has arrays
+ * of its own, so no index is a product of the buffer count and the capacity.
  */
 final class SlotOrder {
 
     private static final int NONE = -1;
 
-    private final int capacity;
-    private final int[] prev;
-    private final int[] next;
-    private final int[] position;
-    private final boolean[] linked;
+    private final int[][] prev;
+    private final int[][] next;
+    private final int[][] position;
+    private final boolean[][] linked;
     private final int[] head;
     private final int[] tail;
     /** Per buffer, the linked slots: {@code [0, size)} once the cache finished a call. */
     private final int[] size;
 
     SlotOrder(int buffers, int capacity) {
-        this.capacity = capacity;
-        int n = buffers * capacity;
-        this.prev = new int[n];
-        this.next = new int[n];
-        this.position = new int[n];
-        this.linked = new boolean[n];
+        this.prev = new int[buffers][capacity];
+        this.next = new int[buffers][capacity];
+        this.position = new int[buffers][capacity];
+        this.linked = new boolean[buffers][capacity];
         this.head = new int[buffers];
         this.tail = new int[buffers];
         this.size = new int[buffers];
@@ -38,56 +36,60 @@ final class SlotOrder {
     /** The token at {@code position} was stored in {@code slot}, the first free slot of {@code b}. */
     void append(int b, int slot, int position) {
         assert slot == size[b] : "append to slot " + slot + " of a buffer holding " + size[b];
-        int base = b * capacity;
         size[b]++;
-        int i = base + slot;
-        this.position[i] = position;
-        linked[i] = true;
-        next[i] = NONE;
-        prev[i] = tail[b];
+        this.position[b][slot] = position;
+        linked[b][slot] = true;
+        next[b][slot] = NONE;
+        prev[b][slot] = tail[b];
         if (tail[b] == NONE) {
             head[b] = slot;
         } else {
-            next[base + tail[b]] = slot;
+            next[b][tail[b]] = slot;
         }
         tail[b] = slot;
     }
 
     /** The token in {@code slot} was evicted. */
     void remove(int b, int slot) {
-        assert linked[b * capacity + slot] : "slot " + slot + " is not resident";
-        unlink(b, slot);
+        assert linked[b][slot] : "slot " + slot + " is not resident";
+        int p = prev[b][slot];
+        int n = next[b][slot];
+        relink(b, p, n, n, p);
+        linked[b][slot] = false;
         size[b]--;
     }
 
     /** The content of {@code from} moved to {@code to}, whose token was removed before. */
     void move(int b, int from, int to) {
-        int base = b * capacity;
-        assert !linked[base + to] && linked[base + from] : "move " + from + " -> " + to;
-        int f = base + from;
-        int p = prev[f];
-        int n = next[f];
-        int t = base + to;
-        prev[t] = p;
-        next[t] = n;
-        position[t] = position[f];
-        linked[t] = true;
-        linked[f] = false;
+        boolean[] linked = this.linked[b];
+        assert !linked[to] && linked[from] : "move " + from + " -> " + to;
+        int p = prev[b][from];
+        int n = next[b][from];
+        prev[b][to] = p;
+        next[b][to] = n;
+        position[b][to] = position[b][from];
+        linked[to] = true;
+        linked[from] = false;
+        relink(b, p, n, to, to);
+    }
+
+    /** Points {@code p} forward at {@code afterP} and {@code n} back at {@code beforeN}; NONE is an end. */
+    private void relink(int b, int p, int n, int afterP, int beforeN) {
         if (p == NONE) {
-            head[b] = to;
+            head[b] = afterP;
         } else {
-            next[base + p] = to;
+            next[b][p] = afterP;
         }
         if (n == NONE) {
-            tail[b] = to;
+            tail[b] = beforeN;
         } else {
-            prev[base + n] = to;
+            prev[b][n] = beforeN;
         }
     }
 
     /** Returns the position of {@code slot} of buffer {@code b}. */
     int position(int b, int slot) {
-        return position[b * capacity + slot];
+        return position[b][slot];
     }
 
     /** Returns the number of resident slots of {@code b}. */
@@ -102,7 +104,7 @@ final class SlotOrder {
 
     /** Returns the resident slot after {@code slot} in position order, or -1. */
     int newer(int b, int slot) {
-        return next[b * capacity + slot];
+        return next[b][slot];
     }
 
     /**
@@ -114,44 +116,23 @@ final class SlotOrder {
         if (k <= 0) {
             return Integer.MAX_VALUE;
         }
-        int base = b * capacity;
+        int[] prev = this.prev[b];
         int seen = 0;
-        for (int s = tail[b]; s != NONE; s = prev[base + s]) {
+        for (int s = tail[b]; s != NONE; s = prev[s]) {
             if (++seen == k) {
-                return position[base + s];
+                return position[b][s];
             }
         }
         return Integer.MIN_VALUE;
     }
 
-    /** Returns the resident slot of {@code b} with the highest position, or -1. */
-    int newest(int b) {
-        return tail[b];
-    }
-
     /** Forgets every buffer. */
     void clear() {
-        Arrays.fill(linked, false);
+        for (boolean[] l : linked) {
+            Arrays.fill(l, false);
+        }
         Arrays.fill(head, NONE);
         Arrays.fill(tail, NONE);
         Arrays.fill(size, 0);
-    }
-
-    private void unlink(int b, int slot) {
-        int base = b * capacity;
-        int i = base + slot;
-        int p = prev[i];
-        int n = next[i];
-        if (p == NONE) {
-            head[b] = n;
-        } else {
-            next[base + p] = n;
-        }
-        if (n == NONE) {
-            tail[b] = p;
-        } else {
-            prev[base + n] = p;
-        }
-        linked[i] = false;
     }
 }

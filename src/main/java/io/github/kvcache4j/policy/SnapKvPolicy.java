@@ -66,47 +66,32 @@ public final class SnapKvPolicy implements EvictionPolicy {
     }
 
     @Override
-    public Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity) {
-        return new SnapTracker(layers, kvHeads, groupSize, capacity);
+    public Tracker newTracker(Shape shape) {
+        return new SnapTracker(shape);
     }
 
-    private final class SnapTracker implements Tracker {
-        private final int kvHeads;
-        private final int group;
-        private final int capacity;
-        private final SlotOrder order;
-        /** Per buffer, {@code window} rows of {@code capacity} floats: Σ_g a of one query position. */
-        private final float[] ring;
-        /** Per buffer and row: the query position it holds, or {@link Integer#MIN_VALUE}. */
-        private final int[] stamp;
-        /** Per buffer and row: head rows summed into it. */
-        private final int[] heads;
+    private final class SnapTracker extends SlotTracker {
+        /** Per buffer and slot, {@code window} rows: Σ_g a of one query position each. */
+        private final float[][] ring;
         /** Per buffer and slot: Σ over the live rows. */
-        private final double[] sum;
+        private final double[][] sum;
+        /** Per buffer and row: the query position it holds, or {@link Integer#MIN_VALUE}. */
+        private final int[][] stamp;
+        /** Per buffer and row: head rows summed into it. */
+        private final int[][] heads;
         /** Per buffer: the highest query position reported. */
         private final int[] latest;
-        private final int[] slots;
         private final double[] mean;
-        private final double[] score;
-        private final int[] position;
 
-        SnapTracker(int layers, int kvHeads, int group, int capacity) {
-            int buffers = layers * kvHeads;
-            this.kvHeads = kvHeads;
-            this.group = group;
-            this.capacity = capacity;
-            this.order = new SlotOrder(buffers, capacity);
-            this.ring = new float[buffers * window * capacity];
-            this.stamp = new int[buffers * window];
-            this.heads = new int[buffers * window];
-            this.sum = new double[buffers * capacity];
-            this.latest = new int[buffers];
-            this.slots = new int[capacity];
-            this.mean = new double[capacity];
-            this.score = new double[capacity];
-            this.position = new int[capacity];
-            Arrays.fill(stamp, Integer.MIN_VALUE);
-            Arrays.fill(latest, Integer.MIN_VALUE);
+        SnapTracker(Shape shape) {
+            super(shape);
+            this.ring = floatsPerSlot(window);
+            this.sum = doublesPerSlot(1);
+            this.stamp = new int[shape.buffers()][window];
+            this.heads = new int[shape.buffers()][window];
+            this.latest = new int[shape.buffers()];
+            this.mean = new double[shape.capacity()];
+            forget();
         }
 
         @Override
@@ -115,89 +100,76 @@ public final class SnapKvPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAppend(int layer, int kvHead, int slot, int position, float keyNorm) {
-            int b = layer * kvHeads + kvHead;
-            order.append(b, slot, position);
-            for (int r = 0; r < window; r++) {
-                ring[(b * window + r) * capacity + slot] = 0f;
-            }
-            sum[b * capacity + slot] = 0.0;
-        }
-
-        @Override
-        public void onAttention(int layer, int kvHead, int queryPosition, int readingLayer,
-                                float[] weights, int stride, int visible) {
-            int b = layer * kvHeads + kvHead;
-            if (latest[b] != Integer.MIN_VALUE && queryPosition <= latest[b] - window) {
+        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+            int query = weights.queryPosition();
+            int resident = view.resident();
+            int[] stamp = this.stamp[buffer];
+            if (latest[buffer] != Integer.MIN_VALUE && query <= latest[buffer] - window) {
                 return;
             }
-            if (queryPosition > latest[b]) {
-                latest[b] = queryPosition;
+            if (query > latest[buffer]) {
+                latest[buffer] = query;
                 for (int r = 0; r < window; r++) {
-                    int st = stamp[b * window + r];
-                    if (st != Integer.MIN_VALUE && st <= queryPosition - window) {
-                        dropRow(b, r);
+                    if (stamp[r] != Integer.MIN_VALUE && stamp[r] <= query - window) {
+                        dropRow(buffer, r, resident);
                     }
                 }
             }
-            int r = Math.floorMod(queryPosition, window);
-            int row = b * window + r;
-            if (stamp[row] != queryPosition) {
-                assert stamp[row] == Integer.MIN_VALUE : "row " + r + " still holds position " + stamp[row];
-                stamp[row] = queryPosition;
-                heads[row] = 0;
-                Arrays.fill(ring, row * capacity, row * capacity + order.size(b), 0f);
+            int r = Math.floorMod(query, window);
+            float[] ring = this.ring[buffer];
+            if (stamp[r] != query) {
+                assert stamp[r] == Integer.MIN_VALUE : "row " + r + " still holds position " + stamp[r];
+                stamp[r] = query;
+                heads[buffer][r] = 0;
+                for (int j = 0; j < resident; j++) {
+                    ring[j * window + r] = 0f;
+                }
             }
-            heads[row] += group;
-            int at = row * capacity;
-            int base = b * capacity;
-            for (int j = 0; j < visible; j++) {
-                if (order.position(b, j) > queryPosition) {
+            heads[buffer][r] += weights.groupSize();
+            double[] sum = this.sum[buffer];
+            for (int j = 0; j < weights.visible(); j++) {
+                if (view.position(j) > query) {
                     continue;
                 }
                 float s = 0f;
-                for (int g = 0; g < group; g++) {
-                    s += weights[g * stride + j];
+                for (int g = 0; g < weights.groupSize(); g++) {
+                    s += weights.weight(g, j);
                 }
-                float before = ring[at + j];
-                ring[at + j] = before + s;
-                sum[base + j] += (double) ring[at + j] - before;
+                int at = j * window + r;
+                float before = ring[at];
+                ring[at] = before + s;
+                sum[j] += (double) ring[at] - before;
             }
         }
 
-        /** Takes row {@code r} of buffer {@code b} out of the running sums. */
-        private void dropRow(int b, int r) {
-            int row = b * window + r;
-            int at = row * capacity;
-            int base = b * capacity;
-            int hi = order.size(b);
-            for (int j = 0; j < hi; j++) {
-                sum[base + j] -= ring[at + j];
-                ring[at + j] = 0f;
+        /** Takes row {@code r} of {@code buffer} out of the running sums. */
+        private void dropRow(int buffer, int r, int resident) {
+            float[] ring = this.ring[buffer];
+            double[] sum = this.sum[buffer];
+            for (int j = 0; j < resident; j++) {
+                sum[j] -= ring[j * window + r];
+                ring[j * window + r] = 0f;
             }
-            stamp[row] = Integer.MIN_VALUE;
-            heads[row] = 0;
+            stamp[buffer][r] = Integer.MIN_VALUE;
+            heads[buffer][r] = 0;
         }
 
         @Override
-        public int chooseVictims(int layer, int kvHead, int resident, int count, boolean compress, int[] victims) {
-            int b = layer * kvHeads + kvHead;
-            int base = b * capacity;
-            int from = order.recentFrom(b, window);
+        protected int recentWindow(int buffer, BufferView view, Reason reason, int count) {
+            return window;
+        }
+
+        /** The mean over the live rows, pooled along position order with zero padding. */
+        @Override
+        protected void score(int buffer, BufferView view, int[] candidates, int n, double[] scores) {
             long headRows = 0;
-            for (int r = 0; r < window; r++) {
-                headRows += heads[b * window + r];
+            for (int h : heads[buffer]) {
+                headRows += h;
             }
             double norm = headRows == 0 ? 1.0 : headRows;
-            int n = 0;
-            for (int s = order.oldest(b); s >= 0; s = order.newer(b, s)) {
-                int p = order.position(b, s);
-                if (p >= from) {
-                    break;
-                }
-                slots[n] = s;
-                mean[n++] = sum[base + s] / norm;
-                position[s] = p;
+            double[] sum = this.sum[buffer];
+            for (int i = 0; i < n; i++) {
+                mean[i] = sum[candidates[i]] / norm;
             }
             int half = kernel / 2;
             for (int i = 0; i < n; i++) {
@@ -205,34 +177,21 @@ public final class SnapKvPolicy implements EvictionPolicy {
                 for (int k = Math.max(0, i - half); k <= Math.min(n - 1, i + half); k++) {
                     pooled += mean[k];
                 }
-                score[slots[i]] = pooled / kernel;
+                scores[i] = pooled / kernel;
             }
-            return Ranking.pick(slots, n, count, score, position, victims);
-        }
-
-        @Override
-        public void onRemove(int layer, int kvHead, int slot) {
-            order.remove(layer * kvHeads + kvHead, slot);
-        }
-
-        @Override
-        public void onMove(int layer, int kvHead, int from, int to) {
-            int b = layer * kvHeads + kvHead;
-            order.move(b, from, to);
-            for (int r = 0; r < window; r++) {
-                int at = (b * window + r) * capacity;
-                ring[at + to] = ring[at + from];
-            }
-            sum[b * capacity + to] = sum[b * capacity + from];
         }
 
         @Override
         public void reset() {
-            order.clear();
-            Arrays.fill(ring, 0f);
-            Arrays.fill(stamp, Integer.MIN_VALUE);
-            Arrays.fill(heads, 0);
-            Arrays.fill(sum, 0.0);
+            super.reset();
+            forget();
+        }
+
+        private void forget() {
+            for (int b = 0; b < latest.length; b++) {
+                Arrays.fill(stamp[b], Integer.MIN_VALUE);
+                Arrays.fill(heads[b], 0);
+            }
             Arrays.fill(latest, Integer.MIN_VALUE);
         }
     }

@@ -35,39 +35,26 @@ public final class TovaPolicy implements EvictionPolicy {
     }
 
     @Override
-    public Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity) {
-        return new TovaTracker(layers, kvHeads, groupSize, capacity);
+    public Tracker newTracker(Shape shape) {
+        return new TovaTracker(shape);
     }
 
-    private static final class TovaTracker implements Tracker {
-        private final int kvHeads;
-        private final int group;
-        private final int capacity;
-        private final SlotOrder order;
+    private static final class TovaTracker extends SlotTracker {
         /**
          * Per buffer and slot: Σ of the latest query's weights over every head of the layer. Each
          * kv-head holds its own copy in its own slot layout, so a compaction of one kv-head does
          * not disturb the scores another kv-head is about to be asked for.
          */
-        private final double[] sum;
+        private final double[][] sum;
         /** Per layer: the latest query position and how many head rows it contributed. */
         private final int[] latest;
         private final int[] rows;
-        private final int[] slots;
-        private final double[] score;
-        private final int[] position;
 
-        TovaTracker(int layers, int kvHeads, int group, int capacity) {
-            this.kvHeads = kvHeads;
-            this.group = group;
-            this.capacity = capacity;
-            this.order = new SlotOrder(layers * kvHeads, capacity);
-            this.sum = new double[layers * kvHeads * capacity];
-            this.latest = new int[layers];
-            this.rows = new int[layers];
-            this.slots = new int[capacity];
-            this.score = new double[capacity];
-            this.position = new int[capacity];
+        TovaTracker(Shape shape) {
+            super(shape);
+            this.sum = doublesPerSlot(1);
+            this.latest = new int[shape.layers()];
+            this.rows = new int[shape.layers()];
             Arrays.fill(latest, Integer.MIN_VALUE);
         }
 
@@ -77,87 +64,65 @@ public final class TovaPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAppend(int layer, int kvHead, int slot, int position, float keyNorm) {
-            int b = layer * kvHeads + kvHead;
-            order.append(b, slot, position);
-            sum[b * capacity + slot] = 0.0;
-        }
-
-        @Override
-        public void onAttention(int layer, int kvHead, int queryPosition, int readingLayer,
-                                float[] weights, int stride, int visible) {
-            if (queryPosition < latest[layer]) {
+        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+            int layer = view.layer();
+            int query = weights.queryPosition();
+            if (query < latest[layer]) {
                 return;
             }
-            int first = layer * kvHeads;
-            assert sameLayout(first, kvHead, visible) : "TOVA: kv-heads of layer " + layer + " hold different slots";
-            if (queryPosition > latest[layer]) {
-                latest[layer] = queryPosition;
+            int first = shape().buffer(layer, 0);
+            int kvHeads = shape().kvHeads();
+            assert sameLayout(first, buffer, weights.visible()) : "TOVA: kv-heads of layer " + layer + " hold different slots";
+            if (query > latest[layer]) {
+                latest[layer] = query;
                 rows[layer] = 0;
                 for (int h = 0; h < kvHeads; h++) {
-                    int base = (first + h) * capacity;
-                    Arrays.fill(sum, base, base + order.size(first + h), 0.0);
+                    Arrays.fill(sum[first + h], 0, resident(first + h), 0.0);
                 }
             }
-            rows[layer] += group;
-            int b = first + kvHead;
-            for (int j = 0; j < visible; j++) {
-                if (order.position(b, j) > queryPosition) {
+            rows[layer] += weights.groupSize();
+            for (int j = 0; j < weights.visible(); j++) {
+                if (view.position(j) > query) {
                     continue;
                 }
                 double s = 0.0;
-                for (int g = 0; g < group; g++) {
-                    s += weights[g * stride + j];
+                for (int g = 0; g < weights.groupSize(); g++) {
+                    s += weights.weight(g, j);
                 }
                 for (int h = 0; h < kvHeads; h++) {
-                    sum[(first + h) * capacity + j] += s;
+                    sum[first + h][j] += s;
                 }
             }
         }
 
-        private boolean sameLayout(int first, int kvHead, int visible) {
+        private boolean sameLayout(int first, int buffer, int visible) {
             for (int j = 0; j < visible; j++) {
-                if (order.position(first + kvHead, j) != order.position(first, j)) {
+                if (position(buffer, j) != position(first, j)) {
                     return false;
                 }
             }
             return true;
         }
 
+        /** The newest resident token is kept, as kvpress keeps the last position. */
         @Override
-        public int chooseVictims(int layer, int kvHead, int resident, int count, boolean compress, int[] victims) {
-            int b = layer * kvHeads + kvHead;
-            int base = b * capacity;
-            int keep = order.newest(b);
+        protected int recentWindow(int buffer, BufferView view, Reason reason, int count) {
+            return 1;
+        }
+
+        @Override
+        protected void score(int buffer, BufferView view, int[] candidates, int n, double[] scores) {
+            int layer = view.layer();
             double norm = rows[layer] == 0 ? 1.0 : rows[layer];
-            int n = 0;
-            for (int s = 0; s < resident; s++) {
-                if (s == keep) {
-                    continue;
-                }
-                slots[n++] = s;
-                position[s] = order.position(b, s);
-                score[s] = sum[base + s] / norm;
+            double[] sum = this.sum[buffer];
+            for (int i = 0; i < n; i++) {
+                scores[i] = sum[candidates[i]] / norm;
             }
-            return Ranking.pick(slots, n, count, score, position, victims);
-        }
-
-        @Override
-        public void onRemove(int layer, int kvHead, int slot) {
-            order.remove(layer * kvHeads + kvHead, slot);
-        }
-
-        @Override
-        public void onMove(int layer, int kvHead, int from, int to) {
-            int b = layer * kvHeads + kvHead;
-            order.move(b, from, to);
-            sum[b * capacity + to] = sum[b * capacity + from];
         }
 
         @Override
         public void reset() {
-            order.clear();
-            Arrays.fill(sum, 0.0);
+            super.reset();
             Arrays.fill(latest, Integer.MIN_VALUE);
             Arrays.fill(rows, 0);
         }

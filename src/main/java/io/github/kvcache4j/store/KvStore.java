@@ -1,7 +1,7 @@
 package io.github.kvcache4j.store;
 
 import io.github.kvcache4j.DType;
-import io.github.kvcache4j.kernel.Kernels;
+import io.github.kvcache4j.layout.KeyTiles;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -11,7 +11,7 @@ import java.util.Arrays;
  * Off-heap slot storage for a set of (layer, kv-head) buffers. Each buffer holds up to
  * {@code capacity} resident tokens: a key and a value of {@code headDim} elements in the storage
  * {@link DType}, and the token's absolute position. Values are rows; keys are tiled as
- * {@link Kernels} describes. All memory is reserved once, 64-byte
+ * {@link KeyTiles} describes. All memory is reserved once, 64-byte
  * aligned, from one shared {@link Arena} and released by {@link #close()}.
  *
  * <p>Slots {@code [0, size)} of a buffer are resident. Removing a slot moves the last resident
@@ -52,7 +52,7 @@ public final class KvStore implements AutoCloseable {
         this.capacity = capacity;
         this.dtype = dtype;
         this.rowBytes = (long) headDim * dtype.bytes();
-        this.keyRegionBytes = alignUp(rowBytes * Kernels.roundToTiles(capacity));
+        this.keyRegionBytes = alignUp(rowBytes * KeyTiles.roundToTiles(capacity));
         this.valueRegionBytes = alignUp(rowBytes * capacity);
         long total;
         try {
@@ -142,7 +142,7 @@ public final class KvStore implements AutoCloseable {
     public int append(int b, float[] k, int kOff, float[] v, int vOff, int position) {
         int slot = size[b];
         assert slot < capacity : "buffer " + b + " is full";
-        Codec.encode(k, kOff, keys[b], dtype, Kernels.keyIndex(slot, 0, headDim), Kernels.TILE, headDim);
+        Codec.encode(k, kOff, keys[b], dtype, KeyTiles.keyIndex(slot, 0, headDim), KeyTiles.TILE, headDim);
         Codec.encode(v, vOff, values[b], dtype, (long) slot * headDim, 1, headDim);
         positions[b][slot] = position;
         size[b] = slot + 1;
@@ -151,7 +151,7 @@ public final class KvStore implements AutoCloseable {
 
     /** Decodes the key of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
     public void readKey(int b, int slot, float[] dst, int off) {
-        Codec.decode(keys[b], dtype, Kernels.keyIndex(slot, 0, headDim), Kernels.TILE, dst, off, headDim);
+        Codec.decode(keys[b], dtype, KeyTiles.keyIndex(slot, 0, headDim), KeyTiles.TILE, dst, off, headDim);
     }
 
     /** Decodes the value of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
@@ -200,18 +200,18 @@ public final class KvStore implements AutoCloseable {
     }
 
     private void moveRow(int b, int from, int to) {
-        long fromKey = Kernels.keyIndex(from, 0, headDim);
-        long toKey = Kernels.keyIndex(to, 0, headDim);
+        long fromKey = KeyTiles.keyIndex(from, 0, headDim);
+        long toKey = KeyTiles.keyIndex(to, 0, headDim);
         MemorySegment k = keys[b];
         if (dtype == DType.F32) {
             for (int i = 0; i < headDim; i++) {
-                long step = (long) i * Kernels.TILE;
+                long step = (long) i * KeyTiles.TILE;
                 k.setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, toKey + step,
                         k.getAtIndex(ValueLayout.JAVA_INT_UNALIGNED, fromKey + step));
             }
         } else {
             for (int i = 0; i < headDim; i++) {
-                long step = (long) i * Kernels.TILE;
+                long step = (long) i * KeyTiles.TILE;
                 k.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, toKey + step,
                         k.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, fromKey + step));
             }

@@ -1,9 +1,11 @@
 package io.github.kvcache4j.kernel;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.DType;
+import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.store.Codec;
 import io.github.kvcache4j.testutil.Reference;
 import io.github.kvcache4j.testutil.Seeds;
@@ -63,7 +65,7 @@ class KernelsTest {
             float[] storedKeys = new float[n * d];
             float[] storedValues = new float[n * d];
             for (int j = 0; j < n; j++) {
-                Codec.decode(k, dtype, Kernels.keyIndex(j, 0, d), Kernels.TILE, storedKeys, j * d, d);
+                Codec.decode(k, dtype, KeyTiles.keyIndex(j, 0, d), KeyTiles.TILE, storedKeys, j * d, d);
             }
             Codec.decode(v, dtype, 0, storedValues, 0, n * d);
             for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
@@ -121,17 +123,17 @@ class KernelsTest {
             MemorySegment v = storeValues(arena, values, n, d, dtype);
             float[] stored = new float[n * d];
             for (int j = 0; j < n; j++) {
-                Codec.decode(k, dtype, Kernels.keyIndex(j, 0, d), Kernels.TILE, stored, j * d, d);
+                Codec.decode(k, dtype, KeyTiles.keyIndex(j, 0, d), KeyTiles.TILE, stored, j * d, d);
             }
             float[] storedValues = new float[n * d];
             Codec.decode(v, dtype, 0, storedValues, 0, n * d);
             for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
-                int stride = Kernels.roundToTiles(n);
+                int stride = KeyTiles.roundToTiles(n);
                 float[] w = new float[group * stride];
                 float[] ms = new float[2 * group];
                 float[] out = new float[group * d];
-                kernels.attend(k, v, dtype, n, d, q, 0, group, (float) scale, positions, n, w, stride, true, ms, out, 0,
-                        new Kernels.Workspace(d));
+                kernels.attend(new AttentionCall(d).slots(k, v, dtype, n).queries(q, 0, group, (float) scale)
+                        .mask(positions, n).weights(w, stride, true).output(out, 0, ms));
                 for (int g = 0; g < group; g++) {
                     double[] s = new double[n];
                     double max = Double.NEGATIVE_INFINITY;
@@ -212,7 +214,7 @@ class KernelsTest {
             }
             float[] wide = new float[1 << 16];
             for (DType t : new DType[] {DType.F16, DType.BF16}) {
-                PanamaKernels.widenRow(seg, t, 0, 1 << 16, wide, 0);
+                PanamaHalf.widenRow(seg, t, 0, 1 << 16, wide, 0);
                 for (int i = 0; i < 1 << 16; i++) {
                     float expected = t == DType.F16 ? Float.float16ToFloat((short) i) : Codec.bf16ToFloat((short) i);
                     if (Float.isNaN(expected)) {
@@ -232,7 +234,7 @@ class KernelsTest {
      */
     @Test
     void inRegisterWideningIsExactForEveryStorablePattern() {
-        int lanes = PanamaKernels.lanes();
+        int lanes = PanamaLanes.L;
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment seg = arena.allocate(1 << 17);
             for (int i = 0; i < 1 << 16; i++) {
@@ -242,7 +244,7 @@ class KernelsTest {
             int checked = 0;
             for (DType t : new DType[] {DType.F16, DType.BF16}) {
                 for (int i = 0; i < 1 << 16; i += lanes) {
-                    PanamaKernels.loadHalfForTest(seg, t, i, wide);
+                    PanamaHalf.loadHalfForTest(seg, t, i, wide);
                     for (int k = 0; k < lanes; k++) {
                         short bits = (short) (i + k);
                         if (t == DType.F16 && ((bits >> 10) & 0x1f) == 0x1f) {
@@ -281,7 +283,7 @@ class KernelsTest {
                 x[3] = -200f;
                 x[4] = -87.33654f;
             }
-            PanamaKernels.expNonPositive(jdk.incubator.vector.FloatVector.fromArray(
+            PanamaSoftmax.expNonPositive(jdk.incubator.vector.FloatVector.fromArray(
                     jdk.incubator.vector.FloatVector.SPECIES_PREFERRED, x, 0)).intoArray(y, 0);
             for (int i = 0; i < lanes; i++) {
                 double exact = Math.exp(x[i]);
@@ -338,12 +340,30 @@ class KernelsTest {
         }
     }
 
-    /** Keys in the tiled layout of {@link Kernels}, with garbage in the unused lanes of the last tile. */
+    /** Tests run with {@code -ea}: a weight stride short of the tiled slots fails at the kernel's entry, naming both. */
+    @Test
+    void assertsThatTheWeightStrideCoversTheTiledSlots() {
+        int n = 70;
+        int d = 64;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment k = storeKeys(arena, new float[n * d], n, d, DType.F32);
+            MemorySegment v = storeValues(arena, new float[n * d], n, d, DType.F32);
+            for (Kernels kernels : new Kernels[] {SCALAR, PANAMA}) {
+                AttentionCall call = new AttentionCall(d).slots(k, v, DType.F32, n).queries(new float[d], 0, 1, 1f)
+                        .mask(null, 0).weights(new float[2 * KeyTiles.TILE], KeyTiles.TILE, false)
+                        .output(new float[d], 0, new float[2]);
+                AssertionError e = assertThrows(AssertionError.class, () -> kernels.attend(call), kernels.name());
+                assertEquals("stride 64 is less than roundToTiles(n) = 128", e.getMessage(), kernels.name());
+            }
+        }
+    }
+
+    /** Keys in the tiled layout of {@link KeyTiles}, with garbage in the unused lanes of the last tile. */
     static MemorySegment storeKeys(Arena arena, float[] keys, int n, int d, DType dtype) {
-        MemorySegment k = arena.allocate((long) Kernels.roundToTiles(n) * d * dtype.bytes(), 64);
+        MemorySegment k = arena.allocate((long) KeyTiles.roundToTiles(n) * d * dtype.bytes(), 64);
         k.fill((byte) 0x7f);
         for (int j = 0; j < n; j++) {
-            Codec.encode(keys, j * d, k, dtype, Kernels.keyIndex(j, 0, d), Kernels.TILE, d);
+            Codec.encode(keys, j * d, k, dtype, KeyTiles.keyIndex(j, 0, d), KeyTiles.TILE, d);
         }
         return k;
     }
@@ -356,12 +376,12 @@ class KernelsTest {
 
     private static float[] run(Kernels kernels, MemorySegment k, MemorySegment v, DType dtype, int n, int d,
                                float[] q, int group, float scale, int[] positions, int queryPosition) {
-        int stride = Kernels.roundToTiles(n) + Kernels.TILE;
+        int stride = KeyTiles.roundToTiles(n) + KeyTiles.TILE;
         float[] w = new float[group * stride];
         float[] ms = new float[2 * group];
         float[] out = new float[group * d];
-        kernels.attend(k, v, dtype, n, d, q, 0, group, scale, positions, queryPosition, w, stride, true, ms, out, 0,
-                new Kernels.Workspace(d));
+        kernels.attend(new AttentionCall(d).slots(k, v, dtype, n).queries(q, 0, group, scale)
+                .mask(positions, queryPosition).weights(w, stride, true).output(out, 0, ms));
         for (int g = 0; g < group; g++) {
             for (int i = 0; i < d; i++) {
                 out[g * d + i] /= ms[2 * g + 1];

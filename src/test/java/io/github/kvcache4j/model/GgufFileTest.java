@@ -8,13 +8,20 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
+import java.io.RandomAccessFile;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -297,6 +304,58 @@ class GgufFileTest {
         try (GgufFile f = GgufFile.open(write(new TestGgufWriter().kvString("k", "v").build()))) {
             assertEquals(List.of(), f.tensors());
             assertEquals("v", f.getString("k"));
+        }
+    }
+
+    @Test
+    void rejectsTensorCountsOfALargeSparseFileWithoutAllocatingForThem() throws IOException {
+        // Zero bytes after the header: each count fits the file's size, but no tensor info is valid.
+        for (long count : new long[] {Integer.MAX_VALUE, 1_000_000_000L}) {
+            Path p = tmp.resolve("sparse-" + count + ".gguf");
+            try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+                f.setLength(24 + 32 * count);
+                f.write(new TestGgufWriter.Buf().i32(0x46554747).i32(3).i64(count).i64(0).toArray());
+            }
+            GgufFormatException e = assertThrows(GgufFormatException.class, () -> GgufFile.open(p).close());
+            assertMessage(e, "n_dims of tensor ''", "outside [1, 4]");
+        }
+    }
+
+    @Test
+    void boundsTheTensorCountByTheBytesLeftAfterTheMetadata() throws IOException {
+        TestGgufWriter w = new TestGgufWriter();
+        w.kvString("padding", "x".repeat(3200));
+        w.tensorCountOverride = 100L;
+        assertMessage(rejects(w.build()), "tensor_count: 100 exceeds what the remaining", "after the metadata");
+    }
+
+    @Test
+    void rejectsDuplicateMetadataKeys() throws IOException {
+        TestGgufWriter w = new TestGgufWriter();
+        w.kvU32("general.alignment", 32).kvString("k", "first").kvI32("other", 1).kvString("k", "second");
+        assertMessage(rejects(w.build()), "metadata key #3 'k': appears twice (first as #1)");
+    }
+
+    @Test
+    void closeIsIdempotentAlsoFromSeveralThreadsAtOnce() throws Exception {
+        GgufFile f = GgufFile.open(SharedFiles.model("stories260K-f32.gguf"));
+        GgufTensorInfo emb = f.findTensor("token_embd.weight").orElseThrow();
+        f.close();
+        f.close();
+        assertThrows(IllegalStateException.class, () -> f.tensorData(emb).get(ValueLayout.JAVA_BYTE, 0));
+        for (int round = 0; round < 20; round++) {
+            GgufFile g = GgufFile.open(SharedFiles.model("stories260K-f32.gguf"));
+            CyclicBarrier start = new CyclicBarrier(4);
+            List<Callable<Void>> closers = Collections.nCopies(4, () -> {
+                start.await();
+                g.close();
+                return null;
+            });
+            try (ExecutorService pool = Executors.newFixedThreadPool(4)) {
+                for (Future<Void> done : pool.invokeAll(closers)) {
+                    done.get();
+                }
+            }
         }
     }
 }

@@ -48,15 +48,11 @@ class TokenizerTest {
     }
 
     @Test
-    void encodesAndDecodesAllOfPersuasionQuicklyAndLosslessly() throws IOException {
+    void encodesAndDecodesAllOfPersuasionLosslessly() throws IOException {
+        // Speed is measured by the JMH TokenizerBenchmark, not here: this machine is shared.
         Tokenizer tok = load("austen-base-f16.gguf");
         String text = Files.readString(SharedFiles.data("persuasion.txt"));
-        tok.encode(text.substring(0, 20000), false);
-        long t0 = System.nanoTime();
         int[] ids = tok.encode(text, true);
-        double seconds = (System.nanoTime() - t0) / 1e9;
-        System.out.printf("encoded %d chars into %d tokens in %.3f s%n", text.length(), ids.length, seconds);
-        assertTrue(seconds < 3, "encoding took " + seconds + " s");
         assertEquals(1, ids[0]);
         assertEquals(text, tok.decode(ids));
     }

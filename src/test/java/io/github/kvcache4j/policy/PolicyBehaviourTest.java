@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.github.kvcache4j.EvictionPolicy.Reason;
+import io.github.kvcache4j.EvictionPolicy.Shape;
 import io.github.kvcache4j.EvictionPolicy.Tracker;
 import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
@@ -133,14 +135,15 @@ class PolicyBehaviourTest {
 
     @Test
     void h2oCompressSplitsKeptTokensIntoHeavyAndRecentHalves() {
-        Tracker t = new H2oPolicy(0.5, false).newTracker(1, 1, 1, 8);
+        Tracker t = new H2oPolicy(0.5, false).newTracker(new Shape(1, 1, 1, 8));
+        FakeBuffer b = new FakeBuffer(8);
         for (int s = 0; s < 8; s++) {
-            t.onAppend(0, 0, s, s, 1f);
+            b.append(t, s, 1f);
         }
         float[] w = {0.30f, 0.05f, 0.25f, 0.02f, 0.01f, 0.03f, 0.04f, 0.30f};
-        t.onAttention(0, 0, 7, 0, w, 8, 8);
+        b.attend(t, 7, w, 8, 8);
         int[] v = new int[8];
-        int n = t.chooseVictims(0, 0, 8, 4, true, v);
+        int n = b.victims(t, Reason.COMPRESS, 4, v);
         // kept 4: recent = 6, 7; heavy among 0..5: 0 and 2; victims 1, 3, 4, 5
         assertEquals(4, n);
         int[] victims = Arrays.copyOf(v, n);
@@ -150,40 +153,44 @@ class PolicyBehaviourTest {
 
     @Test
     void h2oAveragesOverGroupOfFour() {
-        Tracker t = new H2oPolicy(0.0, false).newTracker(1, 1, 4, 3);
+        Tracker t = new H2oPolicy(0.0, false).newTracker(new Shape(1, 1, 4, 3));
+        FakeBuffer b = new FakeBuffer(3);
         for (int s = 0; s < 3; s++) {
-            t.onAppend(0, 0, s, s, 1f);
+            b.append(t, s, 1f);
         }
         // head 0 gives slot 0 all; heads 1..3 split between 1 (0.4) and 2 (0.6): mean 0.25, 0.3, 0.45
         float[] w = {1, 0, 0, 0, 0.4f, 0.6f, 0, 0.4f, 0.6f, 0, 0.4f, 0.6f};
-        t.onAttention(0, 0, 2, 0, w, 3, 3);
+        b.attend(t, 2, w, 3, 3);
         int[] v = new int[3];
-        assertEquals(1, t.chooseVictims(0, 0, 3, 1, false, v));
+        assertEquals(1, b.victims(t, Reason.MAKE_ROOM, 1, v));
         assertEquals(0, v[0], "the mean, not the max, of the group decides");
     }
 
     @Test
     void observedAttentionDividesByQueriesThatSawTheKey() {
-        Tracker h2o = new H2oPolicy(0.0, false).newTracker(1, 1, 2, 4);
-        Tracker observed = new H2oPolicy(0.0, true).newTracker(1, 1, 2, 4);
-        for (Tracker t : new Tracker[] {h2o, observed}) {
-            t.onAppend(0, 0, 0, 0, 1f);
-            t.onAttention(0, 0, 0, 0, new float[] {1, 0, 1, 0}, 2, 1);
-            t.onAppend(0, 0, 1, 1, 1f);
-            t.onAttention(0, 0, 1, 0, new float[] {0.6f, 0.4f, 0.6f, 0.4f}, 2, 2);
+        Tracker h2o = new H2oPolicy(0.0, false).newTracker(new Shape(1, 1, 2, 4));
+        Tracker observed = new H2oPolicy(0.0, true).newTracker(new Shape(1, 1, 2, 4));
+        FakeBuffer h2oBuffer = new FakeBuffer(4);
+        FakeBuffer observedBuffer = new FakeBuffer(4);
+        for (FakeBuffer b : new FakeBuffer[] {h2oBuffer, observedBuffer}) {
+            Tracker t = b == h2oBuffer ? h2o : observed;
+            b.append(t, 0, 1f);
+            b.attend(t, 0, new float[] {1, 0, 1, 0}, 2, 1);
+            b.append(t, 1, 1f);
+            b.attend(t, 1, new float[] {0.6f, 0.4f, 0.6f, 0.4f}, 2, 2);
         }
         // sums: slot 0 = 1.6, slot 1 = 0.4; per query: slot 0 = 0.8 over 2, slot 1 = 0.4 over 1
         int[] v = new int[2];
-        assertEquals(1, h2o.chooseVictims(0, 0, 2, 1, true, v));
+        assertEquals(1, h2oBuffer.victims(h2o, Reason.COMPRESS, 1, v));
         assertEquals(1, v[0]);
         // make slot 1 the better per-query key: one more query that sees both
-        for (Tracker t : new Tracker[] {h2o, observed}) {
-            t.onAttention(0, 0, 1, 0, new float[] {0.1f, 0.9f, 0.1f, 0.9f}, 2, 2);
+        for (FakeBuffer b : new FakeBuffer[] {h2oBuffer, observedBuffer}) {
+            b.attend(b == h2oBuffer ? h2o : observed, 1, new float[] {0.1f, 0.9f, 0.1f, 0.9f}, 2, 2);
         }
         // sums 1.7 vs 1.3 (H2O keeps 0); means 1.7/3 = 0.567 vs 1.3/2 = 0.65 (observed keeps 1)
-        assertEquals(1, h2o.chooseVictims(0, 0, 2, 1, true, v));
+        assertEquals(1, h2oBuffer.victims(h2o, Reason.COMPRESS, 1, v));
         assertEquals(1, v[0]);
-        assertEquals(1, observed.chooseVictims(0, 0, 2, 1, true, v));
+        assertEquals(1, observedBuffer.victims(observed, Reason.COMPRESS, 1, v));
         assertEquals(0, v[0]);
     }
 
@@ -217,32 +224,35 @@ class PolicyBehaviourTest {
 
     @Test
     void cormKeepsKeyAnyHeadOfTheGroupFindsImportant() {
-        Tracker t = new CormPolicy(1, 0, 1.0, true).newTracker(1, 1, 2, 4);
+        Tracker t = new CormPolicy(1, 0, 1.0, true).newTracker(new Shape(1, 1, 2, 4));
+        FakeBuffer b = new FakeBuffer(4);
         for (int s = 0; s < 3; s++) {
-            t.onAppend(0, 0, s, s, 1f);
+            b.append(t, s, 1f);
         }
         // t = 3, threshold 1/3: head 0 finds slot 1 important (0.5), head 1 does not (0.1)
         float[] w = {0.5f, 0.5f, 0f, 0.9f, 0.1f, 0f, 0, 0};
-        t.onAttention(0, 0, 2, 0, w, 4, 3);
+        b.attend(t, 2, w, 4, 3);
         int[] v = new int[4];
-        int n = t.chooseVoluntaryVictims(0, 0, 3, v);
+        int n = b.victims(t, Reason.ADAPTIVE, 3, v);
         assertArrayEquals(new int[] {2}, Arrays.copyOf(v, n));
     }
 
     @Test
     void cormHardCapacityEvictsSmallestRecentMaximumOutsideRecentWindow() {
-        Tracker t = new CormPolicy(2, 1, 1.0, true).newTracker(1, 1, 1, 4);
+        Tracker t = new CormPolicy(2, 1, 1.0, true).newTracker(new Shape(1, 1, 1, 4));
+        FakeBuffer b = new FakeBuffer(4);
         for (int s = 0; s < 4; s++) {
-            t.onAppend(0, 0, s, s, 1f);
+            b.append(t, s, 1f);
         }
-        t.onAttention(0, 0, 3, 0, new float[] {0.1f, 0.2f, 0.3f, 0.4f}, 4, 4);
-        t.onAttention(0, 0, 3, 0, new float[] {0.4f, 0.1f, 0.4f, 0.1f}, 4, 4);
+        b.attend(t, 3, new float[] {0.1f, 0.2f, 0.3f, 0.4f}, 4, 4);
+        b.attend(t, 3, new float[] {0.4f, 0.1f, 0.4f, 0.1f}, 4, 4);
         int[] v = new int[4];
-        assertEquals(1, t.chooseVictims(0, 0, 4, 1, false, v));
+        assertEquals(1, b.victims(t, Reason.MAKE_ROOM, 1, v));
         assertEquals(1, v[0], "recent maxima 0.4, 0.2, 0.4; slot 3 is the recent window");
-        Tracker soft = new CormPolicy(2, 1, 1.0, false).newTracker(1, 1, 1, 4);
-        soft.onAppend(0, 0, 0, 0, 1f);
-        assertEquals(0, soft.chooseVictims(0, 0, 1, 1, false, v));
+        Tracker soft = new CormPolicy(2, 1, 1.0, false).newTracker(new Shape(1, 1, 1, 4));
+        FakeBuffer softBuffer = new FakeBuffer(4);
+        softBuffer.append(soft, 0, 1f);
+        assertEquals(0, softBuffer.victims(soft, Reason.MAKE_ROOM, 1, v));
     }
 
     @Test
@@ -273,20 +283,20 @@ class PolicyBehaviourTest {
 
     @Test
     void snapKvPoolsWithZeroPaddingAlongPositionsAndAveragesTheGroup() {
-        Tracker t = new SnapKvPolicy(1, 5).newTracker(1, 1, 2, 6);
+        Tracker t = new SnapKvPolicy(1, 5).newTracker(new Shape(1, 1, 2, 6));
+        FakeBuffer b = new FakeBuffer(6);
         // slots appended out of the cache's usual order cannot happen, but moves scramble them
         for (int s = 0; s < 6; s++) {
-            t.onAppend(0, 0, s, s, 1f);
+            b.append(t, s, 1f);
         }
-        t.onRemove(0, 0, 1);
-        t.onMove(0, 0, 5, 1);
+        b.evict(t, 1);
         // slots now hold positions 0, 5, 2, 3, 4; the window (1 query) protects position 5
         float[] w = {0.5f, 0f, 0f, 0f, 0.3f, 0f, 0.5f, 0f, 0f, 0.1f, 0f, 0f};
-        t.onAttention(0, 0, 5, 0, w, 6, 5);
+        b.attend(t, 5, w, 6, 5);
         // means by position 0..4: 0.5, -, 0, 0.05, 0.15 -> order 0, 2, 3, 4 with values 0.5, 0, 0.05, 0.15
         // pooled (k = 5, /5): pos 0: (0.5+0+0.05)/5, pos 2: (0.5+0+0.05+0.15)/5, pos 3: 0.7/5, pos 4: 0.2/5
         int[] v = new int[6];
-        int n = t.chooseVictims(0, 0, 5, 2, true, v);
+        int n = b.victims(t, Reason.COMPRESS, 2, v);
         assertEquals(2, n);
         assertEquals(4, v[0], "slot 4 holds position 4, the lowest pooled score");
         assertEquals(0, v[1], "position 0 pools the 0.05 of position 3 over zero padding");
@@ -319,13 +329,14 @@ class PolicyBehaviourTest {
 
     @Test
     void tovaKeepsLastPositionEvenWithZeroAttention() {
-        Tracker t = new TovaPolicy().newTracker(1, 1, 1, 3);
+        Tracker t = new TovaPolicy().newTracker(new Shape(1, 1, 1, 3));
+        FakeBuffer b = new FakeBuffer(3);
         for (int s = 0; s < 3; s++) {
-            t.onAppend(0, 0, s, s, 1f);
+            b.append(t, s, 1f);
         }
-        t.onAttention(0, 0, 2, 0, new float[] {0.6f, 0.4f, 0f}, 3, 3);
+        b.attend(t, 2, new float[] {0.6f, 0.4f, 0f}, 3, 3);
         int[] v = new int[3];
-        assertEquals(2, t.chooseVictims(0, 0, 3, 3, true, v), "only the last position is protected");
+        assertEquals(2, b.victims(t, Reason.COMPRESS, 3, v), "only the last position is protected");
         assertEquals(1, v[0]);
         assertEquals(0, v[1]);
     }

@@ -95,19 +95,20 @@ final class RecordingPolicy implements EvictionPolicy {
     }
 
     @Override
-    public Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity) {
-        this.kvHeads = kvHeads;
-        this.group = groupSize;
-        this.capacity = capacity;
-        this.slotPosition = new int[layers * kvHeads][capacity];
-        this.resident = new int[layers * kvHeads];
+    public Tracker newTracker(Shape shape) {
+        int buffers = shape.buffers();
+        this.kvHeads = shape.kvHeads();
+        this.group = shape.groupSize();
+        this.capacity = shape.capacity();
+        this.slotPosition = new int[buffers][capacity];
+        this.resident = new int[buffers];
         this.reports = new ArrayList<>();
         this.norms = new ArrayList<>();
-        for (int i = 0; i < layers * kvHeads; i++) {
+        for (int i = 0; i < buffers; i++) {
             reports.add(new ArrayList<>());
             norms.add(new HashMap<>());
         }
-        Tracker t = inner.newTracker(layers, kvHeads, groupSize, capacity);
+        Tracker t = inner.newTracker(shape);
         return new Tracker() {
             @Override
             public boolean wantsAttention(int layer) {
@@ -115,50 +116,53 @@ final class RecordingPolicy implements EvictionPolicy {
             }
 
             @Override
-            public void onAppend(int layer, int kvHead, int slot, int position, float keyNorm) {
-                int b = layer * kvHeads + kvHead;
+            public void onAppend(int b, BufferView view, int slot) {
+                assertEquals(shape.buffer(view.layer(), view.kvHead()), b, context + ": buffer id");
                 assertEquals(resident[b], slot, context + ": append slot");
-                slotPosition[b][slot] = position;
+                slotPosition[b][slot] = view.position(slot);
                 resident[b]++;
+                assertEquals(resident[b], view.resident(), context + ": resident after append");
                 assertTrue(resident[b] <= capacity, context + ": resident exceeds capacity");
-                t.onAppend(layer, kvHead, slot, position, keyNorm);
+                t.onAppend(b, view, slot);
             }
 
             @Override
-            public void onAttention(int layer, int kvHead, int queryPosition, int readingLayer,
-                                    float[] weights, int stride, int visible) {
-                int b = layer * kvHeads + kvHead;
+            public void onAttention(int b, BufferView view, AttentionWeights weights) {
                 Map<Integer, double[]> w = new HashMap<>();
-                for (int j = 0; j < visible; j++) {
-                    if (slotPosition[b][j] > queryPosition) {
+                for (int j = 0; j < weights.visible(); j++) {
+                    if (slotPosition[b][j] > weights.queryPosition()) {
                         continue;
                     }
                     double[] g = new double[group];
                     for (int k = 0; k < group; k++) {
-                        g[k] = weights[k * stride + j];
+                        g[k] = weights.weight(k, j);
                     }
                     w.put(slotPosition[b][j], g);
                 }
-                reports.get(b).add(new Report(layer, kvHead, queryPosition, readingLayer, w));
-                t.onAttention(layer, kvHead, queryPosition, readingLayer, weights, stride, visible);
+                reports.get(b).add(new Report(view.layer(), view.kvHead(), weights.queryPosition(),
+                        weights.readingLayer(), w));
+                t.onAttention(b, view, weights);
             }
 
             @Override
-            public int chooseVictims(int layer, int kvHead, int res, int count, boolean compress, int[] victims) {
-                int b = layer * kvHeads + kvHead;
-                assertEquals(resident[b], res, context + ": resident");
-                int chosen = t.chooseVictims(layer, kvHead, res, count, compress, victims);
+            public int chooseVictims(int b, BufferView view, Reason reason, int count, int[] victims) {
+                int layer = view.layer();
+                int kvHead = view.kvHead();
+                assertEquals(resident[b], view.resident(), context + ": resident");
+                int chosen = t.chooseVictims(b, view, reason, count, victims);
                 int[] again = new int[capacity];
-                int chosenAgain = t.chooseVictims(layer, kvHead, res, count, compress, again);
+                int chosenAgain = t.chooseVictims(b, view, reason, count, again);
                 assertEquals(chosen, chosenAgain, context + ": chooseVictims is not repeatable");
                 assertEquals(toSet(victims, chosen), toSet(again, chosenAgain), context + ": chooseVictims is not repeatable");
-                check(layer, kvHead, victims, chosen, count, compress);
+                if (reason == Reason.ADAPTIVE) {
+                    checkVoluntary(layer, kvHead, victims, chosen);
+                } else {
+                    check(layer, kvHead, victims, chosen, count, reason == Reason.COMPRESS);
+                }
                 return chosen;
             }
 
-            @Override
-            public int chooseVoluntaryVictims(int layer, int kvHead, int res, int[] victims) {
-                int chosen = t.chooseVoluntaryVictims(layer, kvHead, res, victims);
+            private void checkVoluntary(int layer, int kvHead, int[] victims, int chosen) {
                 View view = view(layer, kvHead);
                 Set<Integer> expected = reference.voluntary(view);
                 if (expected != null) {
@@ -172,25 +176,22 @@ final class RecordingPolicy implements EvictionPolicy {
                     victimsChecked += chosen;
                     decisions++;
                 }
-                return chosen;
             }
 
             @Override
-            public void onRemove(int layer, int kvHead, int slot) {
-                int b = layer * kvHeads + kvHead;
+            public void onRemove(int b, int slot) {
                 assertTrue(slotPosition[b][slot] >= 0, context + ": removed a free slot");
                 slotPosition[b][slot] = -1;
                 resident[b]--;
-                t.onRemove(layer, kvHead, slot);
+                t.onRemove(b, slot);
             }
 
             @Override
-            public void onMove(int layer, int kvHead, int from, int to) {
-                int b = layer * kvHeads + kvHead;
+            public void onMove(int b, int from, int to) {
                 assertEquals(-1, slotPosition[b][to], context + ": move onto a live slot");
                 slotPosition[b][to] = slotPosition[b][from];
                 slotPosition[b][from] = -1;
-                t.onMove(layer, kvHead, from, to);
+                t.onMove(b, from, to);
             }
 
             @Override

@@ -127,8 +127,8 @@ class SharingWithEvictionTest {
         }
 
         @Override
-        public Tracker newTracker(int layers, int kvHeads, int groupSize, int capacity) {
-            Tracker t = inner.newTracker(layers, kvHeads, groupSize, capacity);
+        public Tracker newTracker(Shape shape) {
+            Tracker t = inner.newTracker(shape);
             return new Tracker() {
                 @Override
                 public boolean wantsAttention(int layer) {
@@ -136,36 +136,29 @@ class SharingWithEvictionTest {
                 }
 
                 @Override
-                public void onAppend(int layer, int kvHead, int slot, int position, float keyNorm) {
-                    t.onAppend(layer, kvHead, slot, position, keyNorm);
+                public void onAppend(int buffer, BufferView view, int slot) {
+                    t.onAppend(buffer, view, slot);
                 }
 
                 @Override
-                public void onAttention(int layer, int kvHead, int queryPosition, int readingLayer,
-                                        float[] weights, int stride, int visible) {
-                    attention.add(new int[] {layer, readingLayer});
-                    t.onAttention(layer, kvHead, queryPosition, readingLayer, weights, stride, visible);
+                public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+                    attention.add(new int[] {view.layer(), weights.readingLayer()});
+                    t.onAttention(buffer, view, weights);
                 }
 
                 @Override
-                public int chooseVictims(int layer, int kvHead, int resident, int count, boolean compress,
-                                         int[] victims) {
-                    return t.chooseVictims(layer, kvHead, resident, count, compress, victims);
+                public int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims) {
+                    return t.chooseVictims(buffer, view, reason, count, victims);
                 }
 
                 @Override
-                public int chooseVoluntaryVictims(int layer, int kvHead, int resident, int[] victims) {
-                    return t.chooseVoluntaryVictims(layer, kvHead, resident, victims);
+                public void onRemove(int buffer, int slot) {
+                    t.onRemove(buffer, slot);
                 }
 
                 @Override
-                public void onRemove(int layer, int kvHead, int slot) {
-                    t.onRemove(layer, kvHead, slot);
-                }
-
-                @Override
-                public void onMove(int layer, int kvHead, int from, int to) {
-                    t.onMove(layer, kvHead, from, to);
+                public void onMove(int buffer, int from, int to) {
+                    t.onMove(buffer, from, to);
                 }
 
                 @Override
