@@ -68,7 +68,8 @@ public class EndToEndDecodeBenchmark {
         }
     }
 
-    private static Path find(String... candidates) {
+    /** Returns the first of the paths (relative to the project root) that exists. */
+    static Path find(String... candidates) {
         for (String c : candidates) {
             Path p = Path.of(c);
             if (Files.exists(p)) {

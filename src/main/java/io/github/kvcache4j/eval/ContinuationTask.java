@@ -7,21 +7,22 @@ import java.util.List;
 import java.util.function.Consumer;
 
 /**
- * Continuation NLL under the kvpress protocol: a window of {@value #WINDOW} tokens is a
- * {@value #CONTEXT}-token context and a {@value #CONTINUATION}-token continuation. The context is
- * prefilled with full attention (the policy observes it), then every (layer, kv-head) is
- * compressed to {@code floor(CONTEXT * (1 - ratio))} tokens; the last context token's logits
- * predict continuation token 0, and continuation tokens {@code 0 .. CONTINUATION - 2} are fed at
+ * Continuation NLL under the kvpress protocol: a window of {@value #WINDOW} tokens (or the
+ * evaluator's {@code --window}) is a context of three quarters of it ({@value #CONTEXT}) and a
+ * continuation of the last quarter ({@value #CONTINUATION}). The context is prefilled with full
+ * attention (the policy observes it), then every (layer, kv-head) is compressed to
+ * {@code floor(CONTEXT * (1 - ratio))} tokens; the last context token's logits predict
+ * continuation token 0, and continuation tokens {@code 0 .. CONTINUATION - 2} are fed at
  * positions {@code CONTEXT ..} over the compressed cache (no further compression) and predict the
- * rest. The score is the mean NLL of the {@value #CONTINUATION} continuation tokens.
+ * rest. The score is the mean NLL of the continuation tokens.
  */
 final class ContinuationTask {
 
-    /** Tokens per window. */
+    /** Tokens per window by default (the kvpress protocol). */
     static final int WINDOW = 2048;
-    /** Context tokens per window (prefilled, then compressed). */
+    /** Context tokens of a default window (prefilled, then compressed). */
     static final int CONTEXT = 1536;
-    /** Continuation tokens per window (scored). */
+    /** Continuation tokens of a default window (scored). */
     static final int CONTINUATION = WINDOW - CONTEXT;
 
     /**
@@ -42,24 +43,33 @@ final class ContinuationTask {
 
     private final EvalModel eval;
     private final SharedPrefill prefill;
+    private final int window;
+    private final int context;
 
     ContinuationTask(EvalModel eval) {
         this.eval = eval;
         this.prefill = new SharedPrefill(eval);
+        this.window = eval.window();
+        this.context = contextOf(window);
+    }
+
+    /** Returns the context tokens of a window of {@code window} tokens: three quarters of it. */
+    static int contextOf(int window) {
+        return window - window / 4;
     }
 
     /**
-     * Returns window {@code w}: {@code tokens[start + w * WINDOW .. + WINDOW)}.
+     * Returns window {@code w} of {@code size} tokens: {@code tokens[start + w * size .. + size)}.
      *
      * @throws IllegalArgumentException if the window does not fit in {@code tokens}
      */
-    static int[] window(int[] tokens, int start, int w) {
-        long from = start + (long) w * WINDOW;
-        if (start < 0 || from + WINDOW > tokens.length) {
-            throw new IllegalArgumentException("window " + w + " needs tokens [" + from + ", " + (from + WINDOW)
+    static int[] window(int[] tokens, int start, int w, int size) {
+        long from = start + (long) w * size;
+        if (start < 0 || from + size > tokens.length) {
+            throw new IllegalArgumentException("window " + w + " needs tokens [" + from + ", " + (from + size)
                     + ") but the text has " + tokens.length + " tokens");
         }
-        return Arrays.copyOfRange(tokens, (int) from, (int) from + WINDOW);
+        return Arrays.copyOfRange(tokens, (int) from, (int) from + size);
     }
 
     /**
@@ -91,27 +101,28 @@ final class ContinuationTask {
      * {@link Result#nanos} is the time of that configuration's continuation.
      */
     List<Result> runAll(int[] window, List<SharedPrefill.Config> configs, Consumer<KvCache> afterCompress) {
-        if (window.length != WINDOW) {
-            throw new IllegalArgumentException("window: " + window.length + " tokens, expected " + WINDOW);
+        if (window.length != this.window) {
+            throw new IllegalArgumentException("window: " + window.length + " tokens, expected " + this.window);
         }
         int vocab = eval.vocab();
-        return prefill.map(configs, Arrays.copyOf(window, CONTEXT), WINDOW, p -> {
+        int continuation = this.window - context;
+        return prefill.map(configs, Arrays.copyOf(window, context), this.window, p -> {
             long t0 = System.nanoTime();
             KvCache cache = p.cache();
             long bytesAfter = cache.stats().residentBytes();
             afterCompress.accept(cache);
-            int[] fed = Arrays.copyOfRange(window, CONTEXT, WINDOW - 1);
-            float[] logits = eval.score(cache, fed, CONTEXT);
+            int[] fed = Arrays.copyOfRange(window, context, this.window - 1);
+            float[] logits = eval.score(cache, fed, context);
             float[] last = p.lastLogits();
-            double sum = Scoring.nll(last, 0, vocab, window[CONTEXT]);
-            int hits = Scoring.argmax(last, 0, vocab) == window[CONTEXT] ? 1 : 0;
+            double sum = Scoring.nll(last, 0, vocab, window[context]);
+            int hits = Scoring.argmax(last, 0, vocab) == window[context] ? 1 : 0;
             for (int i = 0; i < fed.length; i++) {
-                int target = window[CONTEXT + 1 + i];
+                int target = window[context + 1 + i];
                 sum += Scoring.nll(logits, i, vocab, target);
                 hits += Scoring.argmax(logits, i, vocab) == target ? 1 : 0;
             }
             long bytesEnd = cache.stats().residentBytes();
-            return new Result(sum / CONTINUATION, (double) hits / CONTINUATION, bytesAfter, bytesEnd,
+            return new Result(sum / continuation, (double) hits / continuation, bytesAfter, bytesEnd,
                     Math.max(p.bytesBeforeCompress(), bytesEnd), fed.length, System.nanoTime() - t0);
         });
     }

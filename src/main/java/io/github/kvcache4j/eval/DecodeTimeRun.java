@@ -39,7 +39,7 @@ final class DecodeTimeRun {
                 continue;
             }
             CacheRecipe recipe = PolicyRegistry.create(r.policy());
-            int budget = ContinuationTask.kept(ContinuationTask.CONTEXT, r.ratio());
+            int budget = ContinuationTask.kept(ContinuationTask.contextOf(eval.window()), r.ratio());
             double nll = 0;
             long peak = 0;
             for (int[] window : windows) {
@@ -56,9 +56,9 @@ final class DecodeTimeRun {
         return out;
     }
 
-    /** Returns the tokens the model runs for {@code configs} rows (progress). */
-    static long work(int configs, int windows, List<PasskeyTask.Prompt> passkey) {
-        long perConfig = windows * (ContinuationTask.WINDOW - 1L);
+    /** Returns the tokens the model runs for {@code configs} rows on windows of {@code window} tokens (progress). */
+    static long work(int configs, int windows, int window, List<PasskeyTask.Prompt> passkey) {
+        long perConfig = windows * (window - 1L);
         for (PasskeyTask.Prompt p : passkey) {
             perConfig += p.context().length + p.question().length + p.answer().length - 1;
         }

@@ -33,8 +33,8 @@ final class DecodeTimeTask {
     }
 
     /**
-     * Scores a continuation window ({@link ContinuationTask#WINDOW} tokens) under the budget; the
-     * score covers the same {@link ContinuationTask#CONTINUATION} tokens as the kvpress protocol.
+     * Scores a continuation window (the evaluator's window size) under the budget; the score covers
+     * the same last quarter of the window as the kvpress protocol.
      */
     Result window(int[] window, CacheRecipe recipe, int budget) {
         int vocab = eval.vocab();
@@ -42,10 +42,11 @@ final class DecodeTimeTask {
         try (KvCache cache = eval.newCache(recipe, budget)) {
             float[] logits = feed(cache, Arrays.copyOf(window, window.length - 1), 0, true, peak);
             double sum = 0;
-            for (int i = ContinuationTask.CONTEXT - 1; i < window.length - 1; i++) {
+            int context = ContinuationTask.contextOf(window.length);
+            for (int i = context - 1; i < window.length - 1; i++) {
                 sum += Scoring.nll(logits, i, vocab, window[i + 1]);
             }
-            return new Result(sum / ContinuationTask.CONTINUATION, false, peak[0]);
+            return new Result(sum / (window.length - context), false, peak[0]);
         }
     }
 

@@ -16,16 +16,27 @@ import java.util.function.LongConsumer;
  * @param dtype the cache's storage type
  * @param tokensDone called with the number of tokens after every forward call (progress)
  * @param learnedLess the trained LESS feature map for the {@code +less_learned} recipes, or null
+ * @param window tokens per continuation window, at most the model's context length
  */
 record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone,
-                 FeatureMap learnedLess) {
+                 FeatureMap learnedLess, int window) {
 
     /** Largest number of tokens fed to the model in one call, so progress moves smoothly. */
     static final int FEED_CHUNK = 256;
 
-    /** Creates the evaluation of {@code model} without a trained LESS map. */
+    /** Creates the evaluation of {@code model} without a trained LESS map, on the default window. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone) {
-        this(model, tokenizer, dtype, tokensDone, null);
+        this(model, tokenizer, dtype, tokensDone, null, ContinuationTask.WINDOW);
+    }
+
+    /** Creates the evaluation of {@code model} with a trained LESS map, on the default window. */
+    EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, FeatureMap learnedLess) {
+        this(model, tokenizer, dtype, tokensDone, learnedLess, ContinuationTask.WINDOW);
+    }
+
+    /** Creates the evaluation of {@code model} without a trained LESS map, on {@code window} tokens. */
+    EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, int window) {
+        this(model, tokenizer, dtype, tokensDone, null, window);
     }
 
     /** Creates a cache of {@code capacity} tokens per (layer, kv-head) built by {@code recipe}. */

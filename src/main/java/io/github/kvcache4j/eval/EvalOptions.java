@@ -16,6 +16,8 @@ import java.util.Locale;
  * @param policies policy names, in report order; the full cache always runs as the baseline
  * @param ratios compression ratios, each in {@code [0, 1)}
  * @param windows continuation windows
+ * @param window tokens per window; 0 for {@value ContinuationTask#WINDOW} or the model's context
+ *     length if shorter
  * @param passkeySamples replayed passkey prompts (0: skip the task)
  * @param passkeyPrompts the list of replayed passkey prompts ({@link ReplayedPasskey})
  * @param copySamples copy prompts (0: skip the task)
@@ -29,14 +31,19 @@ import java.util.Locale;
  * @param help whether to print the usage and stop
  */
 record EvalOptions(Path model, Path text, int start, List<String> policies, double[] ratios, int windows,
-                   int passkeySamples, Path passkeyPrompts, int copySamples, int threads, DType dtype, Path lessMap,
-                   NeedleHeatmap.Grid heatmap, double heatmapRatio, int decodeTimeWindows, Path out,
+                   int window, int passkeySamples, Path passkeyPrompts, int copySamples, int threads, DType dtype,
+                   Path lessMap, NeedleHeatmap.Grid heatmap, double heatmapRatio, int decodeTimeWindows, Path out,
                    boolean help) {
 
     /** Replayed passkey prompts of the default run. */
     static final int DEFAULT_PASSKEY = 10;
     /** Copy prompts of the default run. */
     static final int DEFAULT_COPY = 1;
+    /**
+     * Smallest window: a copy prompt's 64-token span starts up to a quarter into its context
+     * (three quarters of the window) after 64 tokens, and must end inside it.
+     */
+    static final int MIN_WINDOW = 256;
 
     /** The usage text printed by {@code --help}. */
     static final String USAGE = """
@@ -51,7 +58,9 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                                  (default: all); the full cache always runs as the baseline
               --ratios LIST      compression ratios in [0, 1), the fraction of the context removed
                                  (default 0.25,0.5,0.75,0.9)
-              --windows N        continuation windows of 2048 tokens (default 4; 16 = the kvpress file)
+              --windows N        continuation windows (default 4; 16 = the kvpress file)
+              --window N         tokens per window, 3/4 context and 1/4 continuation; copy prompts
+                                 scale with it (default 2048, or the model's context if shorter)
               --passkey N        replayed kvpress passkey prompts, spread over the depths
                                  (default %d of %d; 0 skips the task)
               --passkey-prompts PATH  the prompt list (default data/passkey-prompts.csv)
@@ -81,6 +90,7 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
         List<String> policies = new ArrayList<>(PolicyRegistry.names());
         double[] ratios = {0.25, 0.5, 0.75, 0.9};
         int windows = 4;
+        int window = 0;
         int passkey = DEFAULT_PASSKEY;
         Path passkeyPrompts = Path.of("data", "passkey-prompts.csv");
         int copy = DEFAULT_COPY;
@@ -97,8 +107,8 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 continue;
             }
             if (arg.equals("--help") || arg.equals("-h")) {
-                return new EvalOptions(model, text, start, policies, ratios, windows, passkey, passkeyPrompts, copy,
-                        threads, dtype, lessMap, heatmap, heatmapRatio, decodeTime, out, true);
+                return new EvalOptions(model, text, start, policies, ratios, windows, window, passkey, passkeyPrompts,
+                        copy, threads, dtype, lessMap, heatmap, heatmapRatio, decodeTime, out, true);
             }
             if (!arg.startsWith("--")) {
                 throw new UsageException("unexpected argument '" + arg + "' (options start with --; see --help)");
@@ -121,6 +131,7 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 case "--policies" -> policies = policies(value);
                 case "--ratios" -> ratios = ratios(value, name);
                 case "--windows" -> windows = integer(name, value, 1);
+                case "--window" -> window = integer(name, value, MIN_WINDOW);
                 case "--passkey" -> passkey = integer(name, value, 0);
                 case "--passkey-prompts" -> passkeyPrompts = Path.of(value);
                 case "--less-map" -> lessMap = Path.of(value);
@@ -134,8 +145,8 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 default -> throw new UsageException("unknown option '" + name + "' (see --help)");
             }
         }
-        return new EvalOptions(model, text, start, policies, ratios, windows, passkey, passkeyPrompts, copy, threads,
-                dtype, lessMap, heatmap, heatmapRatio, decodeTime, out, false);
+        return new EvalOptions(model, text, start, policies, ratios, windows, window, passkey, passkeyPrompts, copy,
+                threads, dtype, lessMap, heatmap, heatmapRatio, decodeTime, out, false);
     }
 
     private static int integer(String name, String value, int min) throws UsageException {

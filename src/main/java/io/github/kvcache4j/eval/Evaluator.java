@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.Random;
 
 /**
  * The policy evaluator: runs every requested eviction policy at every compression ratio on a GGUF
@@ -23,8 +24,8 @@ import java.util.Locale;
  */
 public final class Evaluator {
 
-    /** Context tokens of a copy prompt (the repeat follows). */
-    static final int COPY_CONTEXT = ContinuationTask.CONTEXT;
+    /** Tokens a passkey prompt leaves free in a window for the question and the answer. */
+    static final int PASSKEY_ROOM = 64;
     /** Tokens of the repeated span. */
     static final int COPY_SPAN = 64;
 
@@ -61,20 +62,28 @@ public final class Evaluator {
         }
         long t0 = System.nanoTime();
         try (GgufFile gguf = GgufFile.open(o.model()); LlamaModel model = LlamaModel.load(gguf, o.threads())) {
+            int modelContext = model.config().contextLength();
+            int window = o.window() > 0 ? o.window() : Math.min(ContinuationTask.WINDOW, modelContext);
+            if (window > modelContext || window < EvalOptions.MIN_WINDOW) {
+                return usageError(err, "--window: " + window + " tokens must be in [" + EvalOptions.MIN_WINDOW
+                        + ", " + modelContext + "] (the model's context length)");
+            }
             Tokenizer tok = Tokenizer.fromGguf(gguf);
             int[] tokens = tok.encode(readText(o.text()), true);
-            long needed = o.start() + (long) o.windows() * ContinuationTask.WINDOW;
+            long needed = o.start() + (long) o.windows() * window;
             if (needed > tokens.length) {
                 return usageError(err, "--start/--windows: " + o.windows() + " windows from token " + o.start()
                         + " need " + needed + " tokens but " + o.text() + " has " + tokens.length
-                        + " (at most " + Math.max(0, (tokens.length - o.start()) / ContinuationTask.WINDOW)
+                        + " (at most " + Math.max(0, (tokens.length - o.start()) / window)
                         + " windows from this start)");
             }
             Samples samples;
             try {
-                List<PasskeyTask.Prompt> replayed = o.passkeySamples() == 0 ? List.of()
+                // kvpress's prompts are fixed token ids of 2,000 context tokens: they are replayed
+                // on a window of the kvpress protocol; a shorter window gets prompts built to fit it.
+                List<PasskeyTask.Prompt> replayed = o.passkeySamples() == 0 || !replays(window) ? null
                         : ReplayedPasskey.load(o.passkeyPrompts(), tok, tokens);
-                samples = Samples.of(tokens, replayed, o.passkeySamples(), o.copySamples(), tok);
+                samples = Samples.of(tok, tokens, replayed, o.passkeySamples(), o.copySamples(), window);
             } catch (IllegalArgumentException | IOException e) {
                 return usageError(err, "--passkey/--passkey-prompts/--copy: " + e.getMessage());
             }
@@ -85,43 +94,54 @@ public final class Evaluator {
                 }
                 learned = FeatureMap.load(o.lessMap());
             }
-            out.printf(Locale.ROOT, "model %s (%s), text %s: %d tokens; %d windows from token %d; cache %s; %d threads%n",
+            out.printf(Locale.ROOT,
+                    "model %s (%s), text %s: %d tokens; %d windows of %d from token %d; cache %s; %d threads%n",
                     o.model().getFileName(), model.config(), o.text().getFileName(), tokens.length, o.windows(),
-                    o.start(), o.dtype(), o.threads());
+                    window, o.start(), o.dtype(), o.threads());
             int configs = 1;
             for (String policy : o.policies()) {
                 configs += policy.equals(PolicyRegistry.FULL) ? 0 : ratios(o, policy).length;
             }
             List<String> heatmapPolicies = heatmapPolicies(o);
+            NeedleHeatmap.Grid heatmap = o.heatmap() == null ? null : NeedleHeatmap.fitting(o.heatmap(), window);
             if (o.decodeTimeWindows() > o.windows()) {
                 return usageError(err, "--decode-time: " + o.decodeTimeWindows() + " windows, at most --windows ("
                         + o.windows() + ")");
             }
-            long work = work(o, samples, configs)
-                    + (o.heatmap() == null ? 0 : NeedleHeatmap.work(o.heatmap(), heatmapPolicies.size()))
+            long work = work(o, samples, configs, window)
+                    + (heatmap == null ? 0 : NeedleHeatmap.work(heatmap, heatmapPolicies.size()))
                     + (o.decodeTimeWindows() == 0 ? 0
-                    : DecodeTimeRun.work(configs - 1, o.decodeTimeWindows(), samples.passkey()));
+                    : DecodeTimeRun.work(configs - 1, o.decodeTimeWindows(), window, samples.passkey()));
             Progress progress = new Progress(err, work, err == System.err && Progress.stderrIsTerminal());
-            EvalModel eval = new EvalModel(model, tok, o.dtype(), progress::advance, learned);
+            EvalModel eval = new EvalModel(model, tok, o.dtype(), progress::advance, learned, window);
             List<ResultRow> rows = evaluate(o, eval, tokens, samples);
-            List<NeedleHeatmap.Map> maps = o.heatmap() == null ? List.of()
-                    : NeedleHeatmap.run(eval, o.heatmap(), heatmapPolicies, o.heatmapRatio(), tokens, tokens.length / 4);
+            List<NeedleHeatmap.Map> maps = heatmap == null ? List.of()
+                    : NeedleHeatmap.run(eval, heatmap, heatmapPolicies, o.heatmapRatio(), tokens, tokens.length / 4);
             List<DecodeTimeRun.Row> decodeTime = List.of();
             if (o.decodeTimeWindows() > 0) {
                 int[][] windows = new int[o.decodeTimeWindows()][];
                 for (int w = 0; w < windows.length; w++) {
-                    windows[w] = ContinuationTask.window(tokens, o.start(), w);
+                    windows[w] = ContinuationTask.window(tokens, o.start(), w, window);
                 }
                 decodeTime = DecodeTimeRun.run(eval, rows, windows, samples.passkey());
             }
             progress.finish();
-            Report.write(o, rows, maps, decodeTime, out);
+            Report.write(o, window, rows, heatmap, maps, decodeTime, out);
             out.printf(Locale.ROOT, "total %s%n", Progress.duration((System.nanoTime() - t0) / 1e9));
             return 0;
-        } catch (IOException e) {
+        } catch (IOException | IllegalArgumentException e) {
+            // A model file of an unsupported architecture or tokenizer is rejected by name, not a trace.
             err.println("error: " + e.getMessage());
             return 1;
         }
+    }
+
+    /**
+     * Whether kvpress's passkey prompts can be replayed on windows of {@code window} tokens: their
+     * 2,000 context tokens, question and answer need a window of the kvpress protocol.
+     */
+    static boolean replays(int window) {
+        return window >= ContinuationTask.WINDOW;
     }
 
     /** Returns the policies of the heatmaps: the full cache and every requested compressing policy. */
@@ -155,30 +175,45 @@ public final class Evaluator {
 
         /**
          * Takes {@code passkeySamples} of the replayed kvpress prompts {@code replayed}, spread
-         * evenly over their depths, and builds the copy prompts from the second half of the text
-         * (the continuation windows use the first part): copy prompt {@code s} repeats a span
-         * starting at position {@code 64 + 192 s} (wrapping within the first quarter of the context).
+         * evenly over their depths, or, with {@code replayed} null, builds them from the second half
+         * of the text: prompt {@code s} has {@code window - 64} context tokens, its needle at depth
+         * {@code (s + 1/2) / n} and a key drawn from seed {@code s}. The copy prompts come from the
+         * second half of the text (the continuation windows use the first part), after any built
+         * passkey prompts: copy prompt {@code s} has the context of a continuation window and
+         * repeats a span starting at position {@code 64 + 192 s} (wrapping within the first
+         * quarter of the context).
          *
          * @throws IllegalArgumentException if more passkey prompts are asked for than exist, or the
-         *     text is too short for the copy prompts
+         *     text is too short for the prompts
          */
-        static Samples of(int[] tokens, List<PasskeyTask.Prompt> replayed, int passkeySamples, int copySamples,
-                          Tokenizer tok) {
-            if (passkeySamples > replayed.size()) {
-                throw new IllegalArgumentException(passkeySamples + " passkey prompts asked for, the prompt list has "
-                        + replayed.size());
-            }
-            List<PasskeyTask.Prompt> passkey = new ArrayList<>();
-            for (int i : spread(replayed.size(), passkeySamples)) {
-                passkey.add(replayed.get(i));
-            }
+        static Samples of(Tokenizer tok, int[] tokens, List<PasskeyTask.Prompt> replayed, int passkeySamples,
+                          int copySamples, int window) {
             int offset = tokens.length / 2;
+            List<PasskeyTask.Prompt> passkey = new ArrayList<>();
+            if (replayed == null) {
+                int passkeyContext = window - PASSKEY_ROOM;
+                for (int s = 0; s < passkeySamples; s++) {
+                    int[] filler = textAt(tok, tokens, offset, passkeyContext + PASSKEY_ROOM);
+                    offset += passkeyContext;
+                    String key = String.format(Locale.ROOT, "%05d", 10000 + new Random(s).nextInt(90000));
+                    passkey.add(PasskeyTask.build(tok, filler, passkeyContext, (s + 0.5) / passkeySamples, key));
+                }
+            } else {
+                if (passkeySamples > replayed.size()) {
+                    throw new IllegalArgumentException(passkeySamples + " passkey prompts asked for, the prompt list has "
+                            + replayed.size());
+                }
+                for (int i : spread(replayed.size(), passkeySamples)) {
+                    passkey.add(replayed.get(i));
+                }
+            }
+            int copyContext = ContinuationTask.contextOf(window);
             List<CopyTask.Prompt> copy = new ArrayList<>();
             for (int s = 0; s < copySamples; s++) {
-                int[] text = textAt(tok, tokens, offset, COPY_CONTEXT);
-                offset += COPY_CONTEXT;
-                int spanStart = 64 + 192 * s % (COPY_CONTEXT / 4);
-                copy.add(CopyTask.build(text, tok.bos(), COPY_CONTEXT, spanStart, COPY_SPAN));
+                int[] text = textAt(tok, tokens, offset, copyContext);
+                offset += copyContext;
+                int spanStart = 64 + 192 * s % (copyContext / 4);
+                copy.add(CopyTask.build(text, tok.bos(), copyContext, spanStart, COPY_SPAN));
             }
             return new Samples(List.copyOf(passkey), List.copyOf(copy));
         }
@@ -198,7 +233,7 @@ public final class Evaluator {
         /** Returns {@code length} tokens from the first word start at or after {@code from}. */
         static int[] textAt(Tokenizer tok, int[] tokens, int from, int length) {
             int i = from;
-            while (i < tokens.length && !tok.piece(tokens[i]).startsWith("\u2581")) {
+            while (i < tokens.length && !tok.startsWord(tokens[i])) {
                 i++;
             }
             if (i + length > tokens.length) {
@@ -228,7 +263,7 @@ public final class Evaluator {
         }
         ContinuationTask continuation = new ContinuationTask(eval);
         for (int w = 0; w < o.windows(); w++) {
-            List<ContinuationTask.Result> r = continuation.runAll(ContinuationTask.window(tokens, o.start(), w),
+            List<ContinuationTask.Result> r = continuation.runAll(ContinuationTask.window(tokens, o.start(), w, eval.window()),
                     configs, cache -> { });
             for (int c = 0; c < n; c++) {
                 tally[c].add(w, r.get(c));
@@ -251,16 +286,17 @@ public final class Evaluator {
         List<ResultRow> rows = new ArrayList<>();
         for (int c = 0; c < n; c++) {
             double ratio = configs.get(c).ratio();
-            rows.add(tally[c].row(names.get(c), ratio, ContinuationTask.kept(ContinuationTask.CONTEXT, ratio),
+            rows.add(tally[c].row(names.get(c), ratio, ContinuationTask.kept(ContinuationTask.contextOf(eval.window()), ratio),
                     tally[0].nll()));
         }
         return rows;
     }
 
     /** Returns the tokens the model runs for {@code configs} configurations (progress). */
-    static long work(EvalOptions o, Samples samples, int configs) {
+    static long work(EvalOptions o, Samples samples, int configs, int window) {
         long passes = (configs + SharedPrefill.MAX_GROUP - 1) / SharedPrefill.MAX_GROUP;
-        long sum = o.windows() * (passes * ContinuationTask.CONTEXT + configs * (ContinuationTask.CONTINUATION - 1L));
+        int context = ContinuationTask.contextOf(window);
+        long sum = o.windows() * (passes * context + configs * (window - context - 1L));
         for (PasskeyTask.Prompt p : samples.passkey()) {
             sum += passes * p.context().length + configs * (p.question().length + p.answer().length - 1L);
         }

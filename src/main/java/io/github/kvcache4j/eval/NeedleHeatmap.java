@@ -16,6 +16,11 @@ import java.util.Random;
  */
 final class NeedleHeatmap {
 
+    /**
+     * Tokens a prompt needs after its context for the question and the decoded key (13 and 5 with
+     * SentencePiece), so the longest default row, 2,000, fits the default window of 2,048.
+     */
+    static final int QUESTION_ROOM = 32;
     /** The grid of the default run: three lengths by five depths. */
     static final Grid SMALL = new Grid(new int[] {500, 1250, 2000}, new double[] {0, 0.25, 0.5, 0.75, 1});
     /** The full grid: lengths 256..2000, depths 0..100% in steps of 10%. */
@@ -29,6 +34,15 @@ final class NeedleHeatmap {
      * @param depths needle depth of each column, in {@code [0, 1]}
      */
     record Grid(int[] lengths, double[] depths) {
+    }
+
+    /**
+     * Returns {@code grid} without the lengths whose prompt (context, question and answer) would
+     * not fit in a window of {@code window} tokens, or null when none fits (no heatmap).
+     */
+    static Grid fitting(Grid grid, int window) {
+        int[] lengths = java.util.Arrays.stream(grid.lengths()).filter(l -> l + QUESTION_ROOM <= window).toArray();
+        return lengths.length == 0 ? null : new Grid(lengths, grid.depths());
     }
 
     /**

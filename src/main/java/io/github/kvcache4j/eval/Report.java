@@ -16,28 +16,32 @@ final class Report {
     private Report() {
     }
 
-    /** Writes every output of a run into {@code o.out()} and prints the tables on {@code out}. */
-    static void write(EvalOptions o, List<ResultRow> rows, List<NeedleHeatmap.Map> maps,
+    /**
+     * Writes every output of a run on windows of {@code window} tokens into {@code o.out()} and
+     * prints the tables on {@code out}; {@code heatmap} is the grid the maps were run on.
+     */
+    static void write(EvalOptions o, int window, List<ResultRow> rows, NeedleHeatmap.Grid heatmap,
+                      List<NeedleHeatmap.Map> maps,
                       List<DecodeTimeRun.Row> decodeTime, PrintStream out) throws IOException {
         String model = String.valueOf(o.model().getFileName());
         String table = ResultTable.format(rows);
         out.print(table);
         ResultTable.write(o.out().resolve("results.csv"), ResultTable.csv(rows));
-        ResultTable.write(o.out().resolve("windows.csv"), ResultTable.windowsCsv(rows, o.start()));
+        ResultTable.write(o.out().resolve("windows.csv"), ResultTable.windowsCsv(rows, o.start(), window));
         ResultTable.write(o.out().resolve("results.txt"), table);
         NllPlot.write(rows, "Continuation NLL vs KV memory: " + model + ", " + o.text().getFileName() + ", "
                 + o.windows() + " windows", o.out().resolve("nll-vs-kv-memory.png"));
         String written = "results.csv,windows.csv,results.txt,nll-vs-kv-memory.png";
         if (!maps.isEmpty()) {
-            ResultTable.write(o.out().resolve("heatmap.csv"), NeedleHeatmap.csv(o.heatmap(), maps));
+            ResultTable.write(o.out().resolve("heatmap.csv"), NeedleHeatmap.csv(heatmap, maps));
             StringBuilder summary = new StringBuilder("needle in a haystack, passkey accuracy at ratio "
                     + o.heatmapRatio() + ":");
             for (NeedleHeatmap.Map m : maps) {
-                HeatmapPlot.write(o.heatmap(), m, model,
+                HeatmapPlot.write(heatmap, m, model,
                         o.out().resolve("heatmap-" + m.policy().replace('+', '-') + ".png"));
                 summary.append(String.format(Locale.ROOT, " %s %.2f", m.policy(), m.accuracy()));
             }
-            HeatmapPlot.writeSummary(o.heatmap(), maps, "Needle in a haystack: " + model + ", ratio "
+            HeatmapPlot.writeSummary(heatmap, maps, "Needle in a haystack: " + model + ", ratio "
                     + o.heatmapRatio(), o.out().resolve("needle-heatmaps.png"));
             out.println(summary);
             written += ",heatmap.csv,needle-heatmaps.png,heatmap-*.png";

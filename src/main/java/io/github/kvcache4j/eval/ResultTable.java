@@ -64,13 +64,13 @@ final class ResultTable {
         return sb.toString();
     }
 
-    /** Returns the per-window NLLs as CSV: policy, ratio, window, window start, NLL. */
-    static String windowsCsv(List<ResultRow> rows, int start) {
+    /** Returns the per-window NLLs of windows of {@code window} tokens as CSV: policy, ratio, window, window start, NLL. */
+    static String windowsCsv(List<ResultRow> rows, int start, int window) {
         StringBuilder sb = new StringBuilder("policy,ratio,window,window_start,nll\n");
         for (ResultRow r : rows) {
             for (int w = 0; w < r.windowNll().length; w++) {
                 sb.append(String.join(",", r.policy(), num(r.ratio()), Integer.toString(w),
-                        Integer.toString(start + w * ContinuationTask.WINDOW), num(r.windowNll()[w]))).append('\n');
+                        Integer.toString(start + w * window), num(r.windowNll()[w]))).append('\n');
             }
         }
         return sb.toString();

@@ -2,54 +2,80 @@ package io.github.kvcache4j.model;
 
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Arrays;
+import java.util.List;
 
 /**
- * Hyper-parameters of a Llama-architecture decoder, as stored in GGUF metadata.
+ * Hyper-parameters of a Llama-family decoder, as stored in GGUF metadata under the architecture's
+ * prefix ({@code llama.*} for Llama 1/2/3, Mistral, SmolLM, TinyLlama; {@code qwen2.*} for Qwen2).
  *
- * @param dim the embedding width ({@code llama.embedding_length})
- * @param layers the number of blocks ({@code llama.block_count})
- * @param heads the number of query heads ({@code llama.attention.head_count})
- * @param kvHeads the number of key/value heads ({@code llama.attention.head_count_kv})
- * @param ffnDim the SwiGLU hidden width ({@code llama.feed_forward_length})
+ * @param architecture {@code general.architecture}: {@code llama} or {@code qwen2}
+ * @param dim the embedding width ({@code .embedding_length})
+ * @param layers the number of blocks ({@code .block_count})
+ * @param heads the number of query heads ({@code .attention.head_count})
+ * @param kvHeads the number of key/value heads ({@code .attention.head_count_kv})
+ * @param headDim the width of one head ({@code .attention.key_length}, default {@code dim / heads})
+ * @param ffnDim the SwiGLU hidden width ({@code .feed_forward_length})
  * @param vocabSize the vocabulary size
- * @param contextLength the training context length ({@code llama.context_length})
- * @param ropeBase the RoPE frequency base ({@code llama.rope.freq_base}, default 10000)
- * @param ropeDim the number of rotated elements per head ({@code llama.rope.dimension_count},
+ * @param contextLength the training context length ({@code .context_length})
+ * @param ropeBase the RoPE frequency base ({@code .rope.freq_base}, default 10000)
+ * @param ropeDim the number of rotated elements per head ({@code .rope.dimension_count},
  *     default the head dimension)
- * @param rmsEps the RMSNorm epsilon ({@code llama.attention.layer_norm_rms_epsilon})
+ * @param ropeNeox whether RoPE rotates the pairs (i, i + ropeDim/2) of a head (GPT-NeoX order,
+ *     Qwen2) rather than (2i, 2i+1) (Llama, whose GGUF q/k rows are permuted for it)
+ * @param ropeFactors the divisor of each pair's frequency ({@link RopeScaling}), {@code ropeDim / 2}
+ *     values; {@code null} means no scaling
+ * @param rmsEps the RMSNorm epsilon ({@code .attention.layer_norm_rms_epsilon})
  * @param kvSourceLayers for each block the block whose keys/values it attends to
- *     ({@code llama.attention.kv_source_layers}, default the identity)
+ *     ({@code .attention.kv_source_layers}, default the identity)
  */
-public record LlamaConfig(int dim, int layers, int heads, int kvHeads, int ffnDim, int vocabSize,
-                          int contextLength, double ropeBase, int ropeDim, float rmsEps,
-                          int[] kvSourceLayers) {
+public record LlamaConfig(String architecture, int dim, int layers, int heads, int kvHeads, int headDim, int ffnDim,
+                          int vocabSize, int contextLength, double ropeBase, int ropeDim, boolean ropeNeox,
+                          float[] ropeFactors, float rmsEps, int[] kvSourceLayers) {
+
+    /** The values of {@code general.architecture} the decoder runs. */
+    public static final List<String> ARCHITECTURES = List.of("llama", "qwen2");
 
     /**
-     * Validates the dimensions and copies {@code kvSourceLayers}.
+     * Validates the dimensions and copies the arrays.
      *
-     * @throws IllegalArgumentException if a dimension is not positive, the heads do not divide the
-     *     embedding or each other, or a KV source is not an earlier source layer
+     * @throws IllegalArgumentException if the architecture is not supported, a dimension is not
+     *     positive, the KV heads do not divide the query heads, the RoPE settings do not fit the
+     *     head, or a KV source is not an earlier source layer
      */
     public LlamaConfig {
+        checkArchitecture("architecture", architecture);
         positive("dim", dim);
         positive("layers", layers);
         positive("heads", heads);
         positive("kvHeads", kvHeads);
+        positive("headDim", headDim);
         positive("ffnDim", ffnDim);
         positive("vocabSize", vocabSize);
         positive("contextLength", contextLength);
-        if (dim % heads != 0) {
-            throw new IllegalArgumentException("heads: " + heads + " does not divide dim " + dim);
-        }
         if (heads % kvHeads != 0) {
             throw new IllegalArgumentException("kvHeads: " + kvHeads + " does not divide heads " + heads);
         }
-        if (ropeDim <= 0 || ropeDim > dim / heads || ropeDim % 2 != 0) {
-            throw new IllegalArgumentException("ropeDim: " + ropeDim + " must be even and in [2, "
-                    + dim / heads + "]");
+        if (ropeDim <= 0 || ropeDim > headDim || ropeDim % 2 != 0) {
+            throw new IllegalArgumentException("ropeDim: " + ropeDim + " must be even and in [2, " + headDim + "]");
         }
         if (!(ropeBase > 0)) {
             throw new IllegalArgumentException("ropeBase: " + ropeBase + " must be positive");
+        }
+        if (ropeFactors == null) {
+            ropeFactors = new float[ropeDim / 2];
+            Arrays.fill(ropeFactors, 1f);
+        } else {
+            ropeFactors = ropeFactors.clone();
+        }
+        if (ropeFactors.length != ropeDim / 2) {
+            throw new IllegalArgumentException("ropeFactors: length " + ropeFactors.length + " must be ropeDim / 2 = "
+                    + ropeDim / 2);
+        }
+        for (int i = 0; i < ropeFactors.length; i++) {
+            if (!(ropeFactors[i] > 0) || Float.isInfinite(ropeFactors[i])) {
+                throw new IllegalArgumentException("ropeFactors[" + i + "]: " + ropeFactors[i]
+                        + " must be positive and finite");
+            }
         }
         if (!(rmsEps >= 0)) {
             throw new IllegalArgumentException("rmsEps: " + rmsEps + " must be non-negative");
@@ -73,6 +99,13 @@ public record LlamaConfig(int dim, int layers, int heads, int kvHeads, int ffnDi
         }
     }
 
+    private static void checkArchitecture(String name, String arch) {
+        if (!ARCHITECTURES.contains(arch)) {
+            throw new IllegalArgumentException(name + ": '" + arch + "' is not supported (supported: "
+                    + String.join(", ", ARCHITECTURES) + ")");
+        }
+    }
+
     private static void positive(String name, int v) {
         if (v <= 0) {
             throw new IllegalArgumentException(name + ": " + v + " must be positive");
@@ -81,61 +114,84 @@ public record LlamaConfig(int dim, int layers, int heads, int kvHeads, int ffnDi
 
     /**
      * Returns the model's cross-layer sharing plan: which block's keys and values each block
-     * attends to ({@code llama.attention.kv_source_layers}; the identity without the key).
+     * attends to ({@code .attention.kv_source_layers}; the identity without the key).
      */
     public SharingPlan sharingPlan() {
         return SharingPlan.of(kvSourceLayers);
     }
 
     /**
-     * Reads the configuration of a {@code llama} GGUF file.
+     * Reads the configuration of a GGUF file.
      *
      * @param gguf the file
      * @return the configuration
-     * @throws IllegalArgumentException if the architecture is not llama or a key is missing or invalid
+     * @throws IllegalArgumentException if the architecture is not supported or a key is missing or invalid
      */
     public static LlamaConfig fromGguf(GgufFile gguf) {
         String arch = gguf.contains("general.architecture") ? gguf.getString("general.architecture") : "llama";
-        if (!arch.equals("llama")) {
-            throw new IllegalArgumentException("general.architecture: '" + arch + "' is not supported (only llama)");
+        checkArchitecture("general.architecture", arch);
+        String p = arch + ".";
+        int dim = gguf.getInt(p + "embedding_length");
+        int heads = gguf.getInt(p + "attention.head_count");
+        if (heads <= 0) {
+            throw new IllegalArgumentException(p + "attention.head_count: " + heads + " must be positive");
         }
-        int dim = gguf.getInt("llama.embedding_length");
-        int heads = gguf.getInt("llama.attention.head_count");
+        int headDim = gguf.getInt(p + "attention.key_length", dim / heads);
+        int valueDim = gguf.getInt(p + "attention.value_length", headDim);
+        if (valueDim != headDim) {
+            throw new IllegalArgumentException(p + "attention.value_length: " + valueDim
+                    + " must equal the key length " + headDim);
+        }
         int vocab;
-        if (gguf.contains("llama.vocab_size")) {
-            vocab = gguf.getInt("llama.vocab_size");
+        if (gguf.contains(p + "vocab_size")) {
+            vocab = gguf.getInt(p + "vocab_size");
         } else if (gguf.contains("tokenizer.ggml.tokens")) {
             vocab = gguf.getStringArray("tokenizer.ggml.tokens").length;
         } else {
             vocab = (int) gguf.findTensor("token_embd.weight")
                     .orElseThrow(() -> new IllegalArgumentException("token_embd.weight: missing")).dim(1);
         }
-        int layers = gguf.getInt("llama.block_count");
+        int layers = gguf.getInt(p + "block_count");
         // Every block has several tensors: a corrupt count must fail here, not allocate per block.
         if (layers > gguf.tensors().size()) {
-            throw new IllegalArgumentException("llama.block_count: " + layers + " blocks exceed the "
+            throw new IllegalArgumentException(p + "block_count: " + layers + " blocks exceed the "
                     + gguf.tensors().size() + " tensors of the file");
         }
-        return new LlamaConfig(dim, layers, heads,
-                gguf.getInt("llama.attention.head_count_kv", heads),
-                gguf.getInt("llama.feed_forward_length"),
+        double ropeBase = gguf.getDouble(p + "rope.freq_base", 10000.0);
+        int ropeDim = gguf.getInt(p + "rope.dimension_count", headDim);
+        if (ropeDim <= 0 || ropeDim > headDim || ropeDim % 2 != 0) {
+            throw new IllegalArgumentException(p + "rope.dimension_count: " + ropeDim + " must be even and in [2, "
+                    + headDim + "]");
+        }
+        return new LlamaConfig(arch, dim, layers, heads,
+                gguf.getInt(p + "attention.head_count_kv", heads),
+                headDim,
+                gguf.getInt(p + "feed_forward_length"),
                 vocab,
-                gguf.getInt("llama.context_length"),
-                gguf.getDouble("llama.rope.freq_base", 10000.0),
-                gguf.getInt("llama.rope.dimension_count", dim / heads),
-                (float) gguf.getDouble("llama.attention.layer_norm_rms_epsilon", 1e-5),
-                gguf.contains("llama.attention.kv_source_layers")
-                        ? gguf.getIntArray("llama.attention.kv_source_layers") : null);
+                gguf.getInt(p + "context_length"),
+                ropeBase,
+                ropeDim,
+                arch.equals("qwen2"),
+                RopeScaling.fromGguf(gguf, arch, ropeBase, ropeDim),
+                (float) gguf.getDouble(p + "attention.layer_norm_rms_epsilon", 1e-5),
+                gguf.contains(p + "attention.kv_source_layers")
+                        ? gguf.getIntArray(p + "attention.kv_source_layers") : null);
     }
 
-    /** Returns the dimension of one head. */
-    public int headDim() {
-        return dim / heads;
+    /** Returns the width of the queries (and attention output) of one token: {@code heads * headDim}. */
+    public int qDim() {
+        return heads * headDim;
     }
 
     /** Returns the width of the keys (and values) of one token: {@code kvHeads * headDim}. */
     public int kvDim() {
         return kvHeads * headDim();
+    }
+
+    /** Returns a copy of the divisor of each RoPE pair's frequency. */
+    @Override
+    public float[] ropeFactors() {
+        return ropeFactors.clone();
     }
 
     /** Returns a copy of the KV source of each block. */
@@ -156,23 +212,35 @@ public record LlamaConfig(int dim, int layers, int heads, int kvHeads, int ffnDi
 
     @Override
     public boolean equals(Object o) {
-        return o instanceof LlamaConfig c && dim == c.dim && layers == c.layers && heads == c.heads
-                && kvHeads == c.kvHeads && ffnDim == c.ffnDim && vocabSize == c.vocabSize
-                && contextLength == c.contextLength && Double.compare(ropeBase, c.ropeBase) == 0
-                && ropeDim == c.ropeDim && Float.compare(rmsEps, c.rmsEps) == 0
+        return o instanceof LlamaConfig c && architecture.equals(c.architecture) && dim == c.dim && layers == c.layers
+                && heads == c.heads && kvHeads == c.kvHeads && headDim == c.headDim && ffnDim == c.ffnDim
+                && vocabSize == c.vocabSize && contextLength == c.contextLength
+                && Double.compare(ropeBase, c.ropeBase) == 0 && ropeDim == c.ropeDim && ropeNeox == c.ropeNeox
+                && Arrays.equals(ropeFactors, c.ropeFactors) && Float.compare(rmsEps, c.rmsEps) == 0
                 && Arrays.equals(kvSourceLayers, c.kvSourceLayers);
     }
 
     @Override
     public int hashCode() {
-        return ((dim * 31 + layers) * 31 + heads) * 31 + Arrays.hashCode(kvSourceLayers);
+        return (((architecture.hashCode() * 31 + dim) * 31 + layers) * 31 + heads) * 31 + headDim
+                + Arrays.hashCode(kvSourceLayers);
     }
 
     @Override
     public String toString() {
-        return "LlamaConfig[dim=" + dim + ", layers=" + layers + ", heads=" + heads + ", kvHeads=" + kvHeads
-                + ", ffnDim=" + ffnDim + ", vocabSize=" + vocabSize + ", contextLength=" + contextLength
-                + ", ropeBase=" + ropeBase + ", ropeDim=" + ropeDim + ", rmsEps=" + rmsEps
-                + ", kvSourceLayers=" + Arrays.toString(kvSourceLayers) + "]";
+        return "LlamaConfig[architecture=" + architecture + ", dim=" + dim + ", layers=" + layers + ", heads=" + heads
+                + ", kvHeads=" + kvHeads + ", headDim=" + headDim + ", ffnDim=" + ffnDim + ", vocabSize=" + vocabSize
+                + ", contextLength=" + contextLength + ", ropeBase=" + ropeBase + ", ropeDim=" + ropeDim
+                + (ropeNeox ? ", ropeNeox" : "") + (scaled() ? ", ropeScaled" : "")
+                + ", rmsEps=" + rmsEps + ", kvSourceLayers=" + Arrays.toString(kvSourceLayers) + "]";
+    }
+
+    private boolean scaled() {
+        for (float f : ropeFactors) {
+            if (f != 1f) {
+                return true;
+            }
+        }
+        return false;
     }
 }

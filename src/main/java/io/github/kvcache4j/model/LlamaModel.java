@@ -15,11 +15,12 @@ import java.util.concurrent.ForkJoinTask;
  * copied to the heap except the small norm vectors), and whose attention goes through a KV cache
  * the caller owns (one per sequence).
  *
- * <p>Per block: RMSNorm, Q/K/V projections, interleaved-pair RoPE (elements 2i and 2i+1 of a head
- * rotated by {@code pos * base^(-2i/ropeDim)}), attention over the cache (grouped-query: query
- * head h reads KV head {@code h / (heads / kvHeads)}; blocks that share another block's KV only
- * attend), output projection, RMSNorm, SwiGLU feed-forward; then a final RMSNorm and the logits.
- * {@code output.weight} falls back to {@code token_embd.weight} (tied embeddings).
+ * <p>Per block: RMSNorm, Q/K/V projections (plus their biases where the file has them, as Qwen2
+ * does), RoPE (elements 2i and 2i+1 of a head, or i and i + ropeDim/2 in GPT-NeoX order, rotated
+ * by {@code pos * base^(-2i/ropeDim) / ropeFactors[i]}), attention over the cache (grouped-query:
+ * query head h reads KV head {@code h / (heads / kvHeads)}; blocks that share another block's KV
+ * only attend), output projection, RMSNorm, SwiGLU feed-forward; then a final RMSNorm and the
+ * logits. {@code output.weight} falls back to {@code token_embd.weight} (tied embeddings).
  *
  * <p>Matrix products run on the Vector API for F32, F16, BF16 and block-quantized weights
  * (the types listed at {@link GgmlType}), decoded block by block in registers. A chunk of
@@ -44,13 +45,15 @@ public final class LlamaModel implements AutoCloseable {
     private final int threads;
     private final ForkJoinPool pool;
 
-    private record Layer(float[] attnNorm, Matrix wq, Matrix wk, Matrix wv, Matrix wo,
-                         float[] ffnNorm, Matrix gate, Matrix up, Matrix down) {
+    /** One block's weights; the biases are {@code null} when the file has none. */
+    private record Layer(float[] attnNorm, Matrix wq, float[] bq, Matrix wk, float[] bk, Matrix wv, float[] bv,
+                         Matrix wo, float[] ffnNorm, Matrix gate, Matrix up, Matrix down) {
     }
 
     private LlamaModel(GgufFile gguf, int threads) throws GgufFormatException {
         this.config = LlamaConfig.fromGguf(gguf);
         int dim = config.dim();
+        int qDim = config.qDim();
         int kvDim = config.kvDim();
         int ffn = config.ffnDim();
         int vocab = config.vocabSize();
@@ -64,10 +67,13 @@ public final class LlamaModel implements AutoCloseable {
             boolean source = config.isKvSource(l);
             layers[l] = new Layer(
                     vector(gguf, p + "attn_norm.weight", dim),
-                    matrix(gguf, p + "attn_q.weight", dim, dim),
+                    matrix(gguf, p + "attn_q.weight", qDim, dim),
+                    optionalVector(gguf, p + "attn_q.bias", qDim),
                     source ? matrix(gguf, p + "attn_k.weight", kvDim, dim) : null,
+                    source ? optionalVector(gguf, p + "attn_k.bias", kvDim) : null,
                     source ? matrix(gguf, p + "attn_v.weight", kvDim, dim) : null,
-                    matrix(gguf, p + "attn_output.weight", dim, dim),
+                    source ? optionalVector(gguf, p + "attn_v.bias", kvDim) : null,
+                    matrix(gguf, p + "attn_output.weight", dim, qDim),
                     vector(gguf, p + "ffn_norm.weight", dim),
                     matrix(gguf, p + "ffn_gate.weight", ffn, dim),
                     matrix(gguf, p + "ffn_up.weight", ffn, dim),
@@ -128,9 +134,13 @@ public final class LlamaModel implements AutoCloseable {
     private static float[] vector(GgufFile gguf, String name, int n) throws GgufFormatException {
         GgufTensorInfo t = tensor(gguf, name, n);
         if (t.type() != GgmlType.F32) {
-            throw new GgufFormatException("tensor '" + name + "': type " + t.type() + " but norms must be F32");
+            throw new GgufFormatException("tensor '" + name + "': type " + t.type() + " but norms and biases must be F32");
         }
         return gguf.tensorData(t).toArray(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN));
+    }
+
+    private static float[] optionalVector(GgufFile gguf, String name, int n) throws GgufFormatException {
+        return gguf.findTensor(name).isPresent() ? vector(gguf, name, n) : null;
     }
 
     /** Returns the configuration. */
@@ -257,14 +267,15 @@ public final class LlamaModel implements AutoCloseable {
     private float[] chunk(KvCache kv, int[] tokens, int from, int n, int pos0, boolean allLogits) {
         LlamaConfig c = config;
         int dim = c.dim();
+        int qDim = c.qDim();
         int kvDim = c.kvDim();
         int ffn = c.ffnDim();
         float[] x = new float[n * dim];
         float[] xb = new float[n * dim];
-        float[] q = new float[n * dim];
+        float[] q = new float[n * qDim];
         float[] k = new float[n * kvDim];
         float[] v = new float[n * kvDim];
-        float[] att = new float[n * dim];
+        float[] att = new float[n * qDim];
         float[] h1 = new float[n * ffn];
         float[] h3 = new float[n * ffn];
         for (int t = 0; t < n; t++) {
@@ -275,10 +286,13 @@ public final class LlamaModel implements AutoCloseable {
             Layer w = layers[l];
             rmsNorm(x, w.attnNorm(), xb, n);
             matmul(w.wq(), xb, n, q);
+            addBias(q, w.bq());
             rotate(q, n, c.heads(), rope);
             if (kv.config().isSourceLayer(l)) {
                 matmul(w.wk(), xb, n, k);
+                addBias(k, w.bk());
                 matmul(w.wv(), xb, n, v);
+                addBias(v, w.bv());
                 rotate(k, n, c.kvHeads(), rope);
                 kv.append(l, pos0, n, k, v);
             }
@@ -305,10 +319,11 @@ public final class LlamaModel implements AutoCloseable {
     /** cos/sin of every (token, frequency) of the chunk: [0] cos, [1] sin, index t * ropeDim/2 + i. */
     private float[][] ropeTable(int pos0, int n) {
         int half = config.ropeDim() / 2;
+        float[] factors = config.ropeFactors();
         float[] cos = new float[n * half];
         float[] sin = new float[n * half];
         for (int i = 0; i < half; i++) {
-            double freq = Math.pow(config.ropeBase(), -2.0 * i / config.ropeDim());
+            double freq = Math.pow(config.ropeBase(), -2.0 * i / config.ropeDim()) / factors[i];
             for (int t = 0; t < n; t++) {
                 double angle = (double) (pos0 + t) * freq;
                 cos[t * half + i] = (float) Math.cos(angle);
@@ -318,10 +333,13 @@ public final class LlamaModel implements AutoCloseable {
         return new float[][] {cos, sin};
     }
 
-    /** Rotates pairs (2i, 2i+1) of every head of every token in place. */
+    /** Rotates pairs (2i, 2i+1), or (i, i + half) in NeoX order, of every head of every token in place. */
     private void rotate(float[] vec, int n, int nHeads, float[][] rope) {
         int hd = config.headDim();
         int half = config.ropeDim() / 2;
+        // Offset of pair i's first element and distance to its second.
+        int stride = config.ropeNeox() ? 1 : 2;
+        int gap = config.ropeNeox() ? half : 1;
         float[] cos = rope[0];
         float[] sin = rope[1];
         for (int t = 0; t < n; t++) {
@@ -330,10 +348,11 @@ public final class LlamaModel implements AutoCloseable {
                 for (int i = 0; i < half; i++) {
                     float c = cos[t * half + i];
                     float s = sin[t * half + i];
-                    float a = vec[base + 2 * i];
-                    float b = vec[base + 2 * i + 1];
-                    vec[base + 2 * i] = a * c - b * s;
-                    vec[base + 2 * i + 1] = a * s + b * c;
+                    int e = base + stride * i;
+                    float a = vec[e];
+                    float b = vec[e + gap];
+                    vec[e] = a * c - b * s;
+                    vec[e + gap] = a * s + b * c;
                 }
             }
         }
@@ -360,6 +379,18 @@ public final class LlamaModel implements AutoCloseable {
         for (int i = 0; i < gate.length; i++) {
             float g = gate[i];
             gate[i] = g / (1.0f + (float) Math.exp(-g)) * up[i];
+        }
+    }
+
+    /** Adds {@code bias} to every row of {@code x}; nothing when there is no bias. */
+    private static void addBias(float[] x, float[] bias) {
+        if (bias == null) {
+            return;
+        }
+        for (int o = 0; o < x.length; o += bias.length) {
+            for (int i = 0; i < bias.length; i++) {
+                x[o + i] += bias[i];
+            }
         }
     }
 

@@ -51,7 +51,7 @@ final class CormStudy {
                 double[] mib = new double[configs.size()];
                 ContinuationTask task = new ContinuationTask(eval);
                 for (int w = 0; w < windows; w++) {
-                    List<ContinuationTask.Result> res = task.runAll(ContinuationTask.window(tokens, 4096, w), configs,
+                    List<ContinuationTask.Result> res = task.runAll(ContinuationTask.window(tokens, 4096, w, ContinuationTask.WINDOW), configs,
                             cache -> { });
                     for (int i = 0; i < nll.length; i++) {
                         nll[i] += res.get(i).meanNll() / windows;

@@ -104,7 +104,8 @@ class EvaluatorCliTest {
         assertRejected("--threads: 'two' is not an integer", "--threads", "two");
         assertRejected("--start: -1 must be at least 0", "--start", "-1");
         assertRejected("--dtype: 'f8' is not one of f32, f16, bf16", "--dtype", "f8");
-        assertRejected("unknown option '--window'", "--window", "3");
+        assertRejected("--window: 3 must be at least 256", "--window", "3");
+        assertRejected("unknown option '--widow'", "--widow", "3");
         assertRejected("--out: missing value", "--out");
         assertRejected("unexpected argument 'knorm'", "knorm");
     }

@@ -65,7 +65,7 @@ abstract class KvpressNllAgreement {
         List<KvpressPresses.Entry> entries = KvpressPresses.entries();
         entries.forEach(e -> ours.put(e.policy() + "@" + e.ratio(), new double[WINDOWS]));
         for (int w = 0; w < WINDOWS; w++) {
-            List<ContinuationTask.Result> results = task.runAll(ContinuationTask.window(tokens, 4096, w),
+            List<ContinuationTask.Result> results = task.runAll(ContinuationTask.window(tokens, 4096, w, ContinuationTask.WINDOW),
                     KvpressPresses.configs(entries), cache -> { });
             for (int i = 0; i < entries.size(); i++) {
                 ours.get(entries.get(i).policy() + "@" + entries.get(i).ratio())[w] = results.get(i).meanNll();
@@ -86,7 +86,7 @@ abstract class KvpressNllAgreement {
         for (int w = 0; w < expected.size(); w++) {
             int[] ids = ((List<?>) expected.get(w)).stream().mapToInt(x -> ((Double) x).intValue()).toArray();
             assertEquals(4096 + w * ContinuationTask.WINDOW, starts[w], "window start " + w);
-            assertArrayEquals(ids, ContinuationTask.window(tokens, 4096, w), "window " + w);
+            assertArrayEquals(ids, ContinuationTask.window(tokens, 4096, w, ContinuationTask.WINDOW), "window " + w);
         }
     }
 
@@ -119,7 +119,7 @@ abstract class KvpressNllAgreement {
         Map<String, Object> kept = Json.object(golden, "knorm_kept_indices");
         List<?> indices = (List<?>) kept.get("indices");
         long[] common = new long[2];
-        task.run(ContinuationTask.window(tokens, 4096, 0), PolicyRegistry.create("knorm"), 0.5, cache -> {
+        task.run(ContinuationTask.window(tokens, 4096, 0, ContinuationTask.WINDOW), PolicyRegistry.create("knorm"), 0.5, cache -> {
             for (int l = 0; l < indices.size(); l++) {
                 List<?> heads = (List<?>) indices.get(l);
                 for (int h = 0; h < heads.size(); h++) {

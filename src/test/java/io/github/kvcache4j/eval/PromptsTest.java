@@ -110,7 +110,7 @@ class PromptsTest {
     @Test
     void passkeyScoresExactMatchOfTheDecodedKey() throws IOException {
         try (LlamaModel model = LlamaModel.load(gguf, 2)) {
-            PasskeyTask task = new PasskeyTask(new EvalModel(model, tok, DType.F32, n -> { }));
+            PasskeyTask task = new PasskeyTask(new EvalModel(model, tok, DType.F32, n -> { }, ContinuationTask.WINDOW));
             // A short context keeps the test fast; the needle sits in the middle.
             PasskeyTask.Prompt p = PasskeyTask.build(tok, filler(70_000, 300), 256, 0.5, "40729");
             PasskeyTask.Result r = task.run(p, CacheRecipe.of(Policies.full()), 0);
@@ -137,7 +137,7 @@ class PromptsTest {
     @Test
     void copyScoresTheRepeatLikeOneFullCachePassAndSeesWhatWasEvicted() throws IOException {
         try (LlamaModel model = LlamaModel.load(gguf, 2)) {
-            CopyTask task = new CopyTask(new EvalModel(model, tok, DType.F32, n -> { }));
+            CopyTask task = new CopyTask(new EvalModel(model, tok, DType.F32, n -> { }, ContinuationTask.WINDOW));
             CopyTask.Prompt p = CopyTask.build(filler(80_000, 400), tok.bos(), 256, 8, 32);
             CopyTask.Result full = task.run(p, CacheRecipe.of(Policies.full()), 0);
             assertEquals(1.0, full.spanResident());
@@ -164,7 +164,7 @@ class PromptsTest {
     @Test
     void samplesSpreadTheReplayedPromptsAndTakeCopiesFromTheSecondHalf() throws IOException {
         List<PasskeyTask.Prompt> replayed = ReplayedPasskey.load(SharedFiles.bundled("passkey-prompts.csv"), tok, tokens);
-        Evaluator.Samples s = Evaluator.Samples.of(tokens, replayed, 3, 2, tok);
+        Evaluator.Samples s = Evaluator.Samples.of(tok, tokens, replayed, 3, 2, ContinuationTask.WINDOW);
         assertEquals(List.of(replayed.get(0), replayed.get(25), replayed.get(49)), s.passkey());
         assertEquals(2, s.copy().size());
         int[] firstCopy = Arrays.copyOfRange(s.copy().get(0).context(), 1, 65);
@@ -174,7 +174,24 @@ class PromptsTest {
         }
         assertArrayEquals(Arrays.copyOfRange(tokens, at, at + 64), firstCopy, "the first copy context starts mid-text");
         assertArrayEquals(new int[] {0, 12, 25, 37, 49}, Evaluator.Samples.spread(50, 5));
-        assertThrows(IllegalArgumentException.class, () -> Evaluator.Samples.of(tokens, replayed, 51, 0, tok));
+        assertThrows(IllegalArgumentException.class,
+                () -> Evaluator.Samples.of(tok, tokens, replayed, 51, 0, ContinuationTask.WINDOW));
+    }
+
+    @Test
+    void samplesBuiltForAShortWindowComeFromTheSecondHalfOfTheText() {
+        int window = 1024;
+        Evaluator.Samples s = Evaluator.Samples.of(tok, tokens, null, 3, 2, window);
+        assertEquals(3, s.passkey().size());
+        assertEquals(2, s.copy().size());
+        assertTrue(s.passkey().stream().allMatch(p -> p.context().length == window - Evaluator.PASSKEY_ROOM));
+        assertTrue(s.copy().stream().allMatch(p -> p.context().length == ContinuationTask.contextOf(window)));
+        List<Double> depths = s.passkey().stream().map(PasskeyTask.Prompt::depth).toList();
+        assertEquals(1.0 / 6, depths.get(0), 0.01);
+        assertEquals(0.5, depths.get(1), 0.01);
+        assertEquals(5.0 / 6, depths.get(2), 0.01);
+        assertTrue(s.passkey().stream().map(PasskeyTask.Prompt::key).distinct().count() == 3, "distinct keys");
+        assertThrows(IllegalArgumentException.class, () -> Evaluator.Samples.of(tok, tokens, null, 100, 0, window));
     }
 
     @Test

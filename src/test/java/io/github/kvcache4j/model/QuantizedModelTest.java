@@ -66,7 +66,7 @@ class QuantizedModelTest {
     }
 
     /** The relative RMS error of the type's round trip on weights like the model's. */
-    private static double weightError(GgmlType type, long seed) {
+    static double weightError(GgmlType type, long seed) {
         SplittableRandom r = new SplittableRandom(seed);
         float[] v = new float[256 * 64];
         for (int i = 0; i < v.length; i++) {

@@ -46,6 +46,10 @@ final class TestGgufWriter {
         return kvRaw(key, 6, new Buf().i32(Float.floatToIntBits(v)).toArray());
     }
 
+    TestGgufWriter kvBool(String key, boolean v) {
+        return kvRaw(key, 7, new byte[] {(byte) (v ? 1 : 0)});
+    }
+
     TestGgufWriter kvString(String key, String v) {
         return kvRaw(key, 8, new Buf().str(v).toArray());
     }

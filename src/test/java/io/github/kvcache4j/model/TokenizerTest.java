@@ -83,7 +83,7 @@ class TokenizerTest {
         String[] pieces = {"<unk>", "<s>", "</s>", "▁", "a", "b", "c", "ab", "bc", "aa"};
         float[] scores = {0, 0, 0, 0, 0, 0, 0, 1, 2, 5};
         int[] types = {2, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-        Tokenizer tok = new Tokenizer(pieces, scores, types, 1, 2, 0);
+        Tokenizer tok = new SentencePieceTokenizer(pieces, scores, types, 1, 2, 0, true, true);
         assertArrayEquals(new int[] {1, 3, 4, 8}, tok.encode("abc", true));
         assertArrayEquals(new int[] {3, 9, 4}, tok.encode("aaa", false));
         assertArrayEquals(new int[] {3, 9, 9}, tok.encode("aaaa", false));
@@ -93,19 +93,19 @@ class TokenizerTest {
     }
 
     @Test
-    void encodesEmptyTextAsDummyPrefixOnly() throws IOException {
+    void encodesEmptyTextAsNoTokensWithoutDummyPrefix() throws IOException {
         Tokenizer tok = load("austen-base-f16.gguf");
-        int[] ids = tok.encode("", true);
-        assertEquals(1, ids[0]);
-        assertEquals("", tok.decode(ids));
+        assertArrayEquals(new int[0], tok.encode("", false));
+        assertArrayEquals(new int[] {1}, tok.encode("", true));
+        assertEquals("", tok.decode(new int[] {1}));
     }
 
     @Test
     void rejectsInconsistentVocabulary() {
         assertThrows(IllegalArgumentException.class,
-                () -> new Tokenizer(new String[] {"a"}, new float[2], new int[1], 0, 0, 0));
+                () -> new SentencePieceTokenizer(new String[] {"a"}, new float[2], new int[1], 0, 0, 0, true, true));
         assertThrows(IllegalArgumentException.class,
-                () -> new Tokenizer(new String[] {"a"}, new float[1], new int[1], 1, 0, 0));
+                () -> new SentencePieceTokenizer(new String[] {"a"}, new float[1], new int[1], 1, 0, 0, true, true));
     }
 
     private static int indexOf(int[] a, int[] sub) {
