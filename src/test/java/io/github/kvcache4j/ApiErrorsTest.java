@@ -319,6 +319,9 @@ class ApiErrorsTest {
                 row("Builder.build", "capacity x headDim beyond a Java array", iae,
                         "capacity (2147483647) rounded up to 2147483648 times max(headDim, queryHeads / kvHeads) (8) "
                                 + "must be at most 2147483639", (c, a) -> build(b -> b.capacity(Integer.MAX_VALUE))),
+                row("Builder.build", "queryHeads x headDim beyond a Java array", iae,
+                        "queryHeads (65536) times headDim (32768) must be at most 2147483639, got 2147483648",
+                        (c, a) -> build(b -> b.queryHeads(1 << 16).headDim(1 << 15))),
                 row("Builder.build", "layers x kvHeads beyond a Java array", iae,
                         "layers (2147483647) times kvHeads (2) must be at most 2147483639",
                         (c, a) -> build(b -> b.layers(Integer.MAX_VALUE).kvSourceLayers(null))),
