@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.github.kvcache4j.testutil.ForwardingTracker;
 import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.Snapshot;
 import java.util.SplittableRandom;
@@ -60,18 +61,17 @@ class RogueCallbackTest {
 
         @Override
         public Tracker newTracker(Shape shape) {
-            Tracker inner = Policies.streamingLlm(0).newTracker(shape);
-            return new Tracker() {
+            return new ForwardingTracker(Policies.streamingLlm(0).newTracker(shape)) {
                 @Override
                 public void onAppend(int buffer, BufferView view, int slot) {
-                    inner.onAppend(buffer, view, slot);
+                    super.onAppend(buffer, view, slot);
                     fire(Where.ON_APPEND);
                 }
 
                 @Override
                 public int chooseVictims(int buffer, BufferView view, Reason reason, int asked, int[] victims) {
                     fire(Where.CHOOSE_VICTIMS);
-                    int n = inner.chooseVictims(buffer, view, reason, asked, victims);
+                    int n = super.chooseVictims(buffer, view, reason, asked, victims);
                     if (count == null) {
                         return n;
                     }
@@ -79,21 +79,6 @@ class RogueCallbackTest {
                         victims[i] = i % view.resident();
                     }
                     return count;
-                }
-
-                @Override
-                public void onRemove(int buffer, int slot) {
-                    inner.onRemove(buffer, slot);
-                }
-
-                @Override
-                public void onMove(int buffer, int from, int to) {
-                    inner.onMove(buffer, from, to);
-                }
-
-                @Override
-                public void reset() {
-                    inner.reset();
                 }
             };
         }

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.less.FeatureMap;
+import io.github.kvcache4j.testutil.ForwardingTracker;
 import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.Snapshot;
 import java.util.List;
@@ -75,46 +76,35 @@ class ThrowingCallbacksPropertyTest {
 
             @Override
             public Tracker newTracker(Shape shape) {
-                Tracker t = inner.newTracker(shape);
-                return new Tracker() {
-                    @Override
-                    public boolean wantsAttention(int layer) {
-                        return t.wantsAttention(layer);
-                    }
-
+                return new ForwardingTracker(inner.newTracker(shape)) {
                     @Override
                     public void onAppend(int buffer, BufferView view, int slot) {
-                        t.onAppend(buffer, view, slot);
+                        super.onAppend(buffer, view, slot);
                         dice.roll("onAppend");
                     }
 
                     @Override
                     public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
                         dice.roll("onAttention");
-                        t.onAttention(buffer, view, weights);
+                        super.onAttention(buffer, view, weights);
                     }
 
                     @Override
                     public int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims) {
                         dice.roll("chooseVictims");
-                        return t.chooseVictims(buffer, view, reason, count, victims);
+                        return super.chooseVictims(buffer, view, reason, count, victims);
                     }
 
                     @Override
                     public void onRemove(int buffer, int slot) {
-                        t.onRemove(buffer, slot);
+                        super.onRemove(buffer, slot);
                         dice.roll("onRemove");
                     }
 
                     @Override
                     public void onMove(int buffer, int from, int to) {
                         dice.roll("onMove");
-                        t.onMove(buffer, from, to);
-                    }
-
-                    @Override
-                    public void reset() {
-                        t.reset();
+                        super.onMove(buffer, from, to);
                     }
                 };
             }
