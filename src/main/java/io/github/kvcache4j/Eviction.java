@@ -116,14 +116,13 @@ final class Eviction {
 
     /** Lets the policy drop tokens of source {@code layer} after an attention call (adaptive budgets). */
     void dropVoluntary(int layer) {
+        boolean changed = false;
         for (int h = 0; h < kvHeads; h++) {
             int b = buffer(layer, h);
             int n = store.size(b);
-            int chosen = tracker.chooseVictims(shape.buffer(layer, h), view.of(layer, h, b),
-                    EvictionPolicy.Reason.ADAPTIVE, n, victims[h]);
-            checkCount(layer, h, chosen, n);
+            int chosen = choose(changed, layer, h, b, EvictionPolicy.Reason.ADAPTIVE, n, n);
             if (chosen > 0) {
-                checkVictims(layer, h, victims[h], chosen, n);
+                changed = true;
                 try {
                     evictSwap(layer, h, victims[h], chosen);
                     store.trim(b);
@@ -137,6 +136,7 @@ final class Eviction {
 
     /** Compresses every buffer of every source layer to {@code keptOf(resident)} tokens. */
     void compress(IntUnaryOperator keptOf) {
+        boolean changed = false;
         for (int l = 0; l < plan.layers(); l++) {
             if (!plan.isSource(l)) {
                 continue;
@@ -148,19 +148,38 @@ final class Eviction {
                 if (count <= 0) {
                     continue;
                 }
-                int[] v = victims[h];
-                int chosen = tracker.chooseVictims(shape.buffer(l, h), view.of(l, h, b),
-                        EvictionPolicy.Reason.COMPRESS, count, v);
-                checkCount(l, h, chosen, count);
-                checkVictims(l, h, v, chosen, n);
+                int chosen = choose(changed, l, h, b, EvictionPolicy.Reason.COMPRESS, count, n);
+                changed |= chosen > 0;
                 try {
-                    retainAllBut(l, h, b, v, chosen, n);
+                    retainAllBut(l, h, b, victims[h], chosen, n);
                     store.trim(b);
                 } catch (RuntimeException | Error e) {
                     failure.record(e);
                     throw e;
                 }
             }
+        }
+    }
+
+    /**
+     * Asks for and checks up to {@code count} victims of ({@code layer}, {@code h}) holding
+     * {@code n} tokens into {@code victims[h]}. A policy that throws, or names invalid victims,
+     * after an earlier buffer of the same call was {@code changed} leaves the call half done, so
+     * the cache is marked failed; before any change the call simply fails and changes nothing.
+     */
+    private int choose(boolean changed, int layer, int h, int b, EvictionPolicy.Reason reason, int count, int n) {
+        try {
+            int chosen = tracker.chooseVictims(shape.buffer(layer, h), view.of(layer, h, b), reason, count, victims[h]);
+            checkCount(layer, h, chosen, count);
+            if (chosen > 0) {
+                checkVictims(layer, h, victims[h], chosen, n);
+            }
+            return chosen;
+        } catch (RuntimeException | Error e) {
+            if (changed) {
+                failure.record(e);
+            }
+            throw e;
         }
     }
 

@@ -1,5 +1,9 @@
 package io.github.kvcache4j;
 
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
+
 /**
  * Decides which tokens a {@link KvCache} forgets. A policy is an immutable description (what
  * {@link Policies} returns and {@link KvCacheConfig} holds); each cache asks it for a
@@ -183,5 +187,44 @@ public interface EvictionPolicy {
 
         /** Forgets everything (the cache was reset). */
         void reset();
+
+        /**
+         * Returns an independent deep copy of this tracker (a forked cache gets one): both then
+         * name the same victims for the same callbacks, and changing one never changes the other.
+         * Every built-in policy supports it; the default does not.
+         *
+         * @throws UnsupportedOperationException if the tracker does not support fork
+         */
+        default Tracker copy() {
+            throw new UnsupportedOperationException("tracker " + getClass().getName()
+                    + " does not support fork: its policy does not implement Tracker.copy()");
+        }
+
+        /**
+         * Writes this tracker's state, tagged with a version of its format, so that
+         * {@link #restoreState} of a tracker of the same policy and shape reproduces it. Every
+         * built-in policy supports it; the default does not.
+         *
+         * @throws UnsupportedOperationException if the tracker does not support save
+         * @throws IOException if {@code out} fails
+         */
+        default void saveState(DataOutput out) throws IOException {
+            throw new UnsupportedOperationException("tracker " + getClass().getName()
+                    + " does not support save: its policy does not implement Tracker.saveState()");
+        }
+
+        /**
+         * Replaces this tracker's state with what {@link #saveState} wrote. Everything read is
+         * checked before anything changes: on an exception the tracker is as it was.
+         *
+         * @throws UnsupportedOperationException if the tracker does not support load
+         * @throws IOException if {@code in} fails, or what it holds is not the state of a tracker
+         *     of this policy and shape, or is inconsistent (a count beyond the capacity, a slot
+         *     outside the resident ones, a score that is not finite)
+         */
+        default void restoreState(DataInput in) throws IOException {
+            throw new UnsupportedOperationException("tracker " + getClass().getName()
+                    + " does not support load: its policy does not implement Tracker.restoreState()");
+        }
     }
 }

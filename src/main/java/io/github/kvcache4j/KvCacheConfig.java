@@ -68,7 +68,8 @@ public final class KvCacheConfig {
 
     /**
      * Rejects shapes whose per-head work arrays (capacity rounded up to whole key tiles, times the
-     * head dimension or the group size) or buffer count would not fit a Java array or an int index.
+     * head dimension or the group size), query row ({@code queryHeads × headDim}) or buffer count
+     * would not fit a Java array or an int index.
      */
     private static void checkAddressable(int layers, int kvHeads, int groupSize, int headDim, int capacity) {
         long tiles = KeyTiles.roundToTiles((long) capacity);
@@ -77,6 +78,12 @@ public final class KvCacheConfig {
             throw new IllegalArgumentException("capacity (" + capacity + ") rounded up to " + tiles
                     + " times max(headDim, queryHeads / kvHeads) (" + Math.max(headDim, groupSize)
                     + ") must be at most " + MAX_ARRAY + ", got " + floats);
+        }
+        // One query row of a layer is a single Java array; kvHeads <= queryHeads bounds the key row too.
+        long queryRow = (long) groupSize * kvHeads * headDim;
+        if (queryRow > MAX_ARRAY) {
+            throw new IllegalArgumentException("queryHeads (" + (long) groupSize * kvHeads + ") times headDim ("
+                    + headDim + ") must be at most " + MAX_ARRAY + ", got " + queryRow);
         }
         if ((long) layers * kvHeads > MAX_ARRAY) {
             throw new IllegalArgumentException("layers (" + layers + ") times kvHeads (" + kvHeads

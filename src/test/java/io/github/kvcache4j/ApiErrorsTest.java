@@ -129,6 +129,31 @@ class ApiErrorsTest {
         };
     }
 
+    /** A policy whose tracker calls {@code call} on its cache from {@code chooseVictims}, once. */
+    private static RogueCallbackTest.Rogue reentrant(Consumer<KvCache> call) {
+        RogueCallbackTest.Rogue rogue = new RogueCallbackTest.Rogue(null, RogueCallbackTest.Where.CHOOSE_VICTIMS);
+        rogue.hook = call;
+        return rogue;
+    }
+
+    /** Appends to a full 1-layer cache of {@code policy}, which must leave it unchanged. */
+    private static CacheCall onRogue(RogueCallbackTest.Rogue policy) {
+        return (ignored, arena) -> {
+            SplittableRandom r = new SplittableRandom(SEED);
+            Consumer<KvCache> hook = policy.hook;
+            policy.hook = null;
+            try (KvCache full = RogueCallbackTest.full(policy, r)) {
+                Snapshot before = Snapshot.of(full);
+                policy.hook = hook;
+                try {
+                    RogueCallbackTest.append(full, 100, r);
+                } finally {
+                    assertEquals(before, Snapshot.of(full), "cache changed by a rejected call, seed " + SEED);
+                }
+            }
+        };
+    }
+
     private static CacheCall onF16(CacheCall call) {
         return (ignored, arena) -> {
             try (KvCache f16 = KvCache.create(KvCacheConfig.builder().layers(1).kvHeads(KV).queryHeads(Q).headDim(D)
@@ -312,6 +337,51 @@ class ApiErrorsTest {
                 row("read", "arrays shorter than resident * headDim", iae,
                         "keys and values need 192 floats, got 191 and 192",
                         (c, a) -> c.read(0, 0, new float[CAPACITY * D - 1], new float[CAPACITY * D])),
+                // custom policies that break the SPI's rules (RogueCallbackTest drives them further)
+                row("append", "custom policy names a victim count below 0", ise,
+                        "policy rogue named -1 victims in layer 0, kv-head 0, outside [0, 1] (the number asked for)",
+                        onRogue(new RogueCallbackTest.Rogue(-1, null))),
+                row("append", "custom policy names more victims than asked", ise,
+                        "policy rogue named 2 victims in layer 0, kv-head 0, outside [0, 1] (the number asked for)",
+                        onRogue(new RogueCallbackTest.Rogue(2, null))),
+                row("KvCache.create", "newTracker returns null", iae, "policy rogue returned no tracker",
+                        (c, a) -> KvCache.create(small().policy(new EvictionPolicy() {
+                            @Override
+                            public String name() {
+                                return "rogue";
+                            }
+
+                            @Override
+                            public Tracker newTracker(Shape shape) {
+                                return null;
+                            }
+                        }).build())),
+                row("append", "called from inside a policy callback", ise,
+                        "a cache may not be called from inside one of its own calls (a policy or feature-map callback)",
+                        onRogue(reentrant(inner -> inner.append(0, 100, floats(8), floats(8))))),
+                row("close", "called from inside a policy callback", ise,
+                        "close called from inside a cache call (a policy callback)", onRogue(reentrant(KvCache::close))),
+                row("KvCache.create", "snapKv window x capacity beyond a Java array", iae,
+                        "capacity * width must be <= 2147483647, got 65537 * 65536",
+                        (c, a) -> KvCache.create(small().capacity(65537).policy(Policies.snapKv(65536, 1)).build())),
+                row("attend", "out is the queries array", iae,
+                        "out must not be the queries array (attention reads the queries while it writes the output)",
+                        (c, a) -> {
+                            float[] q = floats(Q * D);
+                            c.attend(0, 14, q, q);
+                        }),
+                row("append", "BF16 element that rounds to infinity", iae,
+                        "keys[3] = 3.4028235E38 is outside the BF16 range (-3.3961775E38, 3.3961775E38)",
+                        (c, a) -> {
+                            try (KvCache bf16 = KvCache.create(small().dtype(DType.BF16).build())) {
+                                Snapshot before = Snapshot.of(bf16);
+                                try {
+                                    bf16.append(0, 0, with(floats(2 * 8), 3, Float.MAX_VALUE), floats(2 * 8));
+                                } finally {
+                                    assertEquals(before, Snapshot.of(bf16), "cache changed by a rejected call, seed " + SEED);
+                                }
+                            }
+                        }),
                 // KvCacheConfig.Builder.build and KvCacheConfig
                 row("Builder.build", "layers unset or <= 0", iae, "layers must be > 0, got 0",
                         (c, a) -> KvCacheConfig.builder().build()),
@@ -324,6 +394,9 @@ class ApiErrorsTest {
                 row("Builder.build", "capacity x headDim beyond a Java array", iae,
                         "capacity (2147483647) rounded up to 2147483648 times max(headDim, queryHeads / kvHeads) (8) "
                                 + "must be at most 2147483639", (c, a) -> build(b -> b.capacity(Integer.MAX_VALUE))),
+                row("Builder.build", "queryHeads x headDim beyond a Java array", iae,
+                        "queryHeads (65536) times headDim (32768) must be at most 2147483639, got 2147483648",
+                        (c, a) -> build(b -> b.queryHeads(1 << 16).headDim(1 << 15))),
                 row("Builder.build", "layers x kvHeads beyond a Java array", iae,
                         "layers (2147483647) times kvHeads (2) must be at most 2147483639",
                         (c, a) -> build(b -> b.layers(Integer.MAX_VALUE).kvSourceLayers(null))),

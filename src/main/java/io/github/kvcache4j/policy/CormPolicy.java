@@ -184,6 +184,11 @@ public final class CormPolicy implements EvictionPolicy {
         }
 
         @Override
+        protected SlotTracker blank() {
+            return new CormTracker(shape());
+        }
+
+        @Override
         protected int recentWindow(int buffer, BufferView view, Reason reason, int count) {
             return reason == Reason.MAKE_ROOM && !hardCapacity ? Integer.MAX_VALUE : recent;
         }

@@ -1,6 +1,9 @@
 package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy;
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
 
 /** Keeps every token: the baseline every other policy is measured against. */
 public final class FullPolicy implements EvictionPolicy {
@@ -18,27 +21,49 @@ public final class FullPolicy implements EvictionPolicy {
 
     @Override
     public Tracker newTracker(Shape shape) {
-        return new Tracker() {
-            @Override
-            public void onAppend(int buffer, BufferView view, int slot) {
-            }
+        return new FullTracker(shape);
+    }
 
-            @Override
-            public int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims) {
-                return 0;
-            }
+    /** Holds nothing but the shape its saved state is checked against. */
+    private record FullTracker(Shape shape) implements Tracker {
 
-            @Override
-            public void onRemove(int buffer, int slot) {
-            }
+        /** Version of the saved state, which is the header alone. */
+        private static final int VERSION = 1;
 
-            @Override
-            public void onMove(int buffer, int from, int to) {
-            }
+        @Override
+        public void onAppend(int buffer, BufferView view, int slot) {
+        }
 
-            @Override
-            public void reset() {
-            }
-        };
+        @Override
+        public int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims) {
+            return 0;
+        }
+
+        @Override
+        public void onRemove(int buffer, int slot) {
+        }
+
+        @Override
+        public void onMove(int buffer, int from, int to) {
+        }
+
+        @Override
+        public void reset() {
+        }
+
+        @Override
+        public Tracker copy() {
+            return new FullTracker(shape);
+        }
+
+        @Override
+        public void saveState(DataOutput out) throws IOException {
+            StateFormat.writeHeader(out, "full", VERSION, shape);
+        }
+
+        @Override
+        public void restoreState(DataInput in) throws IOException {
+            StateFormat.readHeader(in, "full", VERSION, shape);
+        }
     }
 }

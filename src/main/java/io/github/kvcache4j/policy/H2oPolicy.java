@@ -97,6 +97,11 @@ public final class H2oPolicy implements EvictionPolicy {
         }
 
         @Override
+        protected SlotTracker blank() {
+            return new AccumulatingTracker(shape());
+        }
+
+        @Override
         protected int recentWindow(int buffer, BufferView view, Reason reason, int count) {
             return perQuery ? 0 : (int) Math.floor(recentFraction * Math.max(0, view.resident() - count));
         }

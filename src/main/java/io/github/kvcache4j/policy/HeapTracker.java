@@ -1,6 +1,9 @@
 package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy;
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
 
 /**
  * A tracker whose victims come from one {@link SlotHeap} per buffer, keyed once at append: the
@@ -8,12 +11,17 @@ import io.github.kvcache4j.EvictionPolicy;
  */
 abstract class HeapTracker implements EvictionPolicy.Tracker {
 
+    /** Version of the saved state: the heaps, then the subclass's {@link #saveExtra}. */
+    private static final int VERSION = 1;
+
+    private final EvictionPolicy.Shape shape;
     private final SlotHeap[] heaps;
     private final int[] slots;
     private final double[] score;
     private final int[] position;
 
     HeapTracker(EvictionPolicy.Shape shape) {
+        this.shape = shape;
         this.heaps = new SlotHeap[shape.buffers()];
         for (int b = 0; b < heaps.length; b++) {
             heaps[b] = new SlotHeap(shape.capacity());
@@ -21,6 +29,11 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
         this.slots = new int[shape.capacity()];
         this.score = new double[shape.capacity()];
         this.position = new int[shape.capacity()];
+    }
+
+    /** Returns the shape of the cache this tracker serves. */
+    final EvictionPolicy.Shape shape() {
+        return shape;
     }
 
     /** Adds {@code slot} to the heap of {@code buffer}, keyed by {@code (score, position)}. */
@@ -64,5 +77,53 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
         for (SlotHeap h : heaps) {
             h.clear();
         }
+    }
+
+    /** Returns a new tracker of the same policy and shape, holding nothing. */
+    abstract HeapTracker blank();
+
+    /** {@inheritDoc} A {@link #blank()} tracker restored from this one's saved state. */
+    @Override
+    public final EvictionPolicy.Tracker copy() {
+        return StateFormat.copyInto(this, blank());
+    }
+
+    /** {@inheritDoc} Writes a header, every buffer's heap in heap order, then {@link #saveExtra}. */
+    @Override
+    public final void saveState(DataOutput out) throws IOException {
+        StateFormat.writeHeader(out, getClass().getName(), VERSION, shape);
+        for (SlotHeap h : heaps) {
+            h.write(out);
+        }
+        saveExtra(out);
+    }
+
+    /**
+     * {@inheritDoc} Checks that heap sizes and slots lie within the capacity, no slot is named
+     * twice and every score is finite, before it changes anything.
+     */
+    @Override
+    public final void restoreState(DataInput in) throws IOException {
+        StateFormat.readHeader(in, getClass().getName(), VERSION, shape);
+        SlotHeap[] read = new SlotHeap[heaps.length];
+        for (int b = 0; b < read.length; b++) {
+            read[b] = SlotHeap.read(in, shape.capacity(), "the heap of buffer " + b);
+        }
+        Runnable extra = readExtra(in);
+        System.arraycopy(read, 0, heaps, 0, heaps.length);
+        extra.run();
+    }
+
+    /** Writes the subclass's own state; nothing by default. */
+    void saveExtra(DataOutput out) throws IOException {
+    }
+
+    /**
+     * Reads and checks what {@link #saveExtra} wrote without changing the tracker; returns the
+     * action that installs it. The default reads nothing.
+     */
+    Runnable readExtra(DataInput in) throws IOException {
+        return () -> {
+        };
     }
 }

@@ -83,6 +83,11 @@ public final class KnormPolicy implements EvictionPolicy {
         }
 
         @Override
+        HeapTracker blank() {
+            return new KnormTracker(shape(), skip);
+        }
+
+        @Override
         public void onAppend(int buffer, BufferView view, int slot) {
             add(buffer, slot, -view.keyNorm(slot), -view.position(slot));
         }

@@ -1,25 +1,28 @@
 package io.github.kvcache4j.policy;
 
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
+import java.util.Arrays;
+
 /**
  * A binary min-heap over the slots of one buffer, ordered by {@code (score, position)}: the slot
  * with the lowest score, and among equal scores the lowest position key, is at the top (a caller
  * that wants the latest position first among ties passes the negated position). Slots are
- * renamed in place when the cache moves them, so every operation is O(log n) and allocation-free.
+ * renamed in place when the cache moves them, so every operation is O(log n) and allocation-free
+ * once the arrays, which grow with the slots used (doubling, up to the capacity), are large enough.
  */
 final class SlotHeap {
 
-    private final int[] heap;
-    private final int[] index;
-    private final float[] score;
-    private final int[] position;
+    private final int capacity;
+    private int[] heap = new int[0];
+    private int[] index = new int[0];
+    private float[] score = new float[0];
+    private int[] position = new int[0];
     private int size;
 
     SlotHeap(int capacity) {
-        heap = new int[capacity];
-        index = new int[capacity];
-        score = new float[capacity];
-        position = new int[capacity];
-        java.util.Arrays.fill(index, -1);
+        this.capacity = capacity;
     }
 
     int size() {
@@ -40,6 +43,9 @@ final class SlotHeap {
     }
 
     void add(int slot, float s, int pos) {
+        if (slot >= index.length) {
+            reserve(StateFormat.grow(index.length, slot + 1, capacity));
+        }
         assert index[slot] < 0 : "slot " + slot + " already in the heap";
         score[slot] = s;
         position[slot] = pos;
@@ -49,7 +55,7 @@ final class SlotHeap {
     }
 
     void remove(int slot) {
-        int i = index[slot];
+        int i = slot < index.length ? index[slot] : -1;
         if (i < 0) {
             return;
         }
@@ -65,16 +71,58 @@ final class SlotHeap {
 
     /** Slot {@code from} now lives at {@code to}, which must not be in the heap. */
     void move(int from, int to) {
-        assert index[to] < 0 : "slot " + to + " is still in the heap";
-        int i = index[from];
+        int i = from < index.length ? index[from] : -1;
         if (i < 0) {
             return;
         }
+        assert index[to] < 0 : "slot " + to + " is still in the heap";
         index[from] = -1;
         heap[i] = to;
         index[to] = i;
         score[to] = score[from];
         position[to] = position[from];
+    }
+
+    /** Makes room for slots {@code [0, slots)}; a heap never holds more entries than slots. */
+    private void reserve(int slots) {
+        int had = index.length;
+        heap = Arrays.copyOf(heap, slots);
+        index = Arrays.copyOf(index, slots);
+        Arrays.fill(index, had, slots, -1);
+        score = Arrays.copyOf(score, slots);
+        position = Arrays.copyOf(position, slots);
+    }
+
+    /** Writes the entries in heap order: the size, then each slot, its score and position key. */
+    void write(DataOutput out) throws IOException {
+        out.writeInt(size);
+        for (int i = 0; i < size; i++) {
+            out.writeInt(heap[i]);
+            out.writeFloat(score[heap[i]]);
+            out.writeInt(position[heap[i]]);
+        }
+    }
+
+    /**
+     * Reads what {@link #write} wrote into a new heap of {@code capacity} slots; re-adding the
+     * entries in heap order rebuilds the same layout.
+     *
+     * @throws IOException if the size exceeds the capacity, a slot is outside it or named twice, or
+     *     a score is not finite
+     */
+    static SlotHeap read(DataInput in, int capacity, String what) throws IOException {
+        SlotHeap h = new SlotHeap(capacity);
+        int n = StateFormat.readCount(in, capacity, "entries of " + what);
+        for (int i = 0; i < n; i++) {
+            int slot = in.readInt();
+            float s = in.readFloat();
+            int p = in.readInt();
+            StateFormat.check(slot >= 0 && slot < capacity && (slot >= h.index.length || h.index[slot] < 0),
+                    "slot " + slot + " of " + what + " is outside [0, " + capacity + ") or named twice");
+            StateFormat.check(Float.isFinite(s), "score " + s + " of slot " + slot + " of " + what + " is not finite");
+            h.add(slot, s, p);
+        }
+        return h;
     }
 
     void clear() {

@@ -1,5 +1,8 @@
 package io.github.kvcache4j.policy;
 
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
 import java.util.Arrays;
 
 /**
@@ -7,7 +10,9 @@ import java.util.Arrays;
  * order, with each slot's position. Appends arrive with increasing positions and join the tail;
  * removals unlink in O(1); moves rename a node in place. So the position order never needs
  * sorting, even after swap-evictions left the slots themselves unordered. Every buffer has arrays
- * of its own, so no index is a product of the buffer count and the capacity.
+ * of its own, so no index is a product of the buffer count and the capacity, and they grow with
+ * the buffer's resident tokens (geometrically, up to the capacity), so a long context costs memory
+ * only in the buffers that hold it.
  */
 final class SlotOrder {
 
@@ -21,12 +26,14 @@ final class SlotOrder {
     private final int[] tail;
     /** Per buffer, the linked slots: {@code [0, size)} once the cache finished a call. */
     private final int[] size;
+    private final int capacity;
 
     SlotOrder(int buffers, int capacity) {
-        this.prev = new int[buffers][capacity];
-        this.next = new int[buffers][capacity];
-        this.position = new int[buffers][capacity];
-        this.linked = new boolean[buffers][capacity];
+        this.capacity = capacity;
+        this.prev = new int[buffers][0];
+        this.next = new int[buffers][0];
+        this.position = new int[buffers][0];
+        this.linked = new boolean[buffers][0];
         this.head = new int[buffers];
         this.tail = new int[buffers];
         this.size = new int[buffers];
@@ -36,7 +43,15 @@ final class SlotOrder {
     /** The token at {@code position} was stored in {@code slot}, the first free slot of {@code b}. */
     void append(int b, int slot, int position) {
         assert slot == size[b] : "append to slot " + slot + " of a buffer holding " + size[b];
+        if (slot >= linked[b].length) {
+            reserve(b, StateFormat.grow(linked[b].length, slot + 1, capacity));
+        }
         size[b]++;
+        link(b, slot, position);
+    }
+
+    /** Joins {@code slot}, holding {@code position}, to the tail of {@code b}'s order. */
+    private void link(int b, int slot, int position) {
         this.position[b][slot] = position;
         linked[b][slot] = true;
         next[b][slot] = NONE;
@@ -124,6 +139,51 @@ final class SlotOrder {
             }
         }
         return Integer.MIN_VALUE;
+    }
+
+    /** Makes room for {@code slots} slots in buffer {@code b}. */
+    private void reserve(int b, int slots) {
+        prev[b] = Arrays.copyOf(prev[b], slots);
+        next[b] = Arrays.copyOf(next[b], slots);
+        position[b] = Arrays.copyOf(position[b], slots);
+        linked[b] = Arrays.copyOf(linked[b], slots);
+    }
+
+    /** Writes every buffer: its resident count, then each slot and its position in position order. */
+    void write(DataOutput out) throws IOException {
+        for (int b = 0; b < size.length; b++) {
+            out.writeInt(size[b]);
+            for (int s = head[b]; s != NONE; s = next[b][s]) {
+                out.writeInt(s);
+                out.writeInt(position[b][s]);
+            }
+        }
+    }
+
+    /**
+     * Reads what {@link #write} wrote into a new order of the same dimensions.
+     *
+     * @throws IOException if a count exceeds the capacity, a slot is outside the resident ones or
+     *     named twice, or the positions do not increase
+     */
+    static SlotOrder read(DataInput in, int buffers, int capacity) throws IOException {
+        SlotOrder o = new SlotOrder(buffers, capacity);
+        for (int b = 0; b < buffers; b++) {
+            int n = StateFormat.readCount(in, capacity, "resident count of buffer " + b);
+            o.reserve(b, n);
+            long last = Long.MIN_VALUE;
+            for (int i = 0; i < n; i++) {
+                int slot = in.readInt();
+                int p = in.readInt();
+                StateFormat.check(slot >= 0 && slot < n && !o.linked[b][slot],
+                        "slot " + slot + " of buffer " + b + " is outside [0, " + n + ") or named twice");
+                StateFormat.check(p > last, "position " + p + " of buffer " + b + " does not follow " + last);
+                last = p;
+                o.link(b, slot, p);
+                o.size[b]++;
+            }
+        }
+        return o;
     }
 
     /** Forgets every buffer. */

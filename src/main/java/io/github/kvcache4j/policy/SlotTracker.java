@@ -5,8 +5,10 @@ import io.github.kvcache4j.EvictionPolicy.AttentionWeights;
 import io.github.kvcache4j.EvictionPolicy.BufferView;
 import io.github.kvcache4j.EvictionPolicy.Reason;
 import io.github.kvcache4j.EvictionPolicy.Shape;
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
 import java.util.Arrays;
-import java.util.function.IntFunction;
 
 /**
  * The base of a score-based {@link EvictionPolicy.Tracker}: it keeps every buffer's resident slots
@@ -63,13 +65,60 @@ import java.util.function.IntFunction;
  */
 public abstract class SlotTracker implements EvictionPolicy.Tracker {
 
-    /** Per-slot state of every buffer: {@code arrays[buffer]}, {@code width} entries a slot. */
-    private record Column(Object[] arrays, Object zeros, int width) {
+    /** The element types of registered per-slot state. */
+    private enum Kind {
+        DOUBLE, FLOAT, INT, LONG;
+
+        Object allocate(int length) {
+            return switch (this) {
+                case DOUBLE -> new double[length];
+                case FLOAT -> new float[length];
+                case INT -> new int[length];
+                case LONG -> new long[length];
+            };
+        }
+
+        void write(DataOutput out, Object array, int length) throws IOException {
+            for (int i = 0; i < length; i++) {
+                switch (this) {
+                    case DOUBLE -> out.writeDouble(((double[]) array)[i]);
+                    case FLOAT -> out.writeFloat(((float[]) array)[i]);
+                    case INT -> out.writeInt(((int[]) array)[i]);
+                    case LONG -> out.writeLong(((long[]) array)[i]);
+                }
+            }
+        }
+
+        /** Reads {@code length} values into {@code array}; a double or float must be finite. */
+        void read(DataInput in, Object array, int length) throws IOException {
+            for (int i = 0; i < length; i++) {
+                switch (this) {
+                    case DOUBLE -> ((double[]) array)[i] = finite(in.readDouble());
+                    case FLOAT -> ((float[]) array)[i] = (float) finite(in.readFloat());
+                    case INT -> ((int[]) array)[i] = in.readInt();
+                    case LONG -> ((long[]) array)[i] = in.readLong();
+                }
+            }
+        }
+
+        private static double finite(double v) throws IOException {
+            StateFormat.check(Double.isFinite(v), "per-slot value " + v + " is not finite");
+            return v;
+        }
     }
 
+    /** Per-slot state of every buffer: {@code arrays[buffer]}, {@code width} entries a slot. */
+    private record Column(Object[] arrays, Object zeros, int width, Kind kind) {
+    }
+
+    /** Version of the generic part of the saved state. */
+    private static final int VERSION = 1;
+
     private final Shape shape;
-    private final SlotOrder order;
+    private SlotOrder order;
     private Column[] columns = new Column[0];
+    /** Per buffer: the slots every registered array has room for (grown with the resident count). */
+    private int[] allocated;
     private final int[] candidates;
     private final int[] ranked;
     private final double[] scores;
@@ -83,6 +132,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     protected SlotTracker(Shape shape) {
         this.shape = shape;
         this.order = new SlotOrder(shape.buffers(), shape.capacity());
+        this.allocated = new int[shape.buffers()];
         this.candidates = new int[shape.capacity()];
         this.ranked = new int[shape.capacity()];
         this.scores = new double[shape.capacity()];
@@ -101,7 +151,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      *     {@link Integer#MAX_VALUE}
      */
     protected final double[][] doublesPerSlot(int width) {
-        return register(width, double[][]::new, double[]::new);
+        return (double[][]) register(width, Kind.DOUBLE, new double[shape.buffers()][]);
     }
 
     /**
@@ -111,7 +161,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      *     {@link Integer#MAX_VALUE}
      */
     protected final float[][] floatsPerSlot(int width) {
-        return register(width, float[][]::new, float[]::new);
+        return (float[][]) register(width, Kind.FLOAT, new float[shape.buffers()][]);
     }
 
     /**
@@ -121,7 +171,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      *     {@link Integer#MAX_VALUE}
      */
     protected final int[][] intsPerSlot(int width) {
-        return register(width, int[][]::new, int[]::new);
+        return (int[][]) register(width, Kind.INT, new int[shape.buffers()][]);
     }
 
     /**
@@ -131,10 +181,10 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      *     {@link Integer#MAX_VALUE}
      */
     protected final long[][] longsPerSlot(int width) {
-        return register(width, long[][]::new, long[]::new);
+        return (long[][]) register(width, Kind.LONG, new long[shape.buffers()][]);
     }
 
-    private <A> A[] register(int width, IntFunction<A[]> perBuffer, IntFunction<A> array) {
+    private Object[] register(int width, Kind kind, Object[] arrays) {
         if (width < 1) {
             throw new IllegalArgumentException("width must be >= 1, got " + width);
         }
@@ -142,13 +192,22 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
             throw new IllegalArgumentException("capacity * width must be <= " + Integer.MAX_VALUE + ", got "
                     + shape.capacity() + " * " + width);
         }
-        A[] arrays = perBuffer.apply(shape.buffers());
         for (int b = 0; b < arrays.length; b++) {
-            arrays[b] = array.apply(shape.capacity() * width);
+            arrays[b] = kind.allocate(allocated[b] * width);
         }
         columns = Arrays.copyOf(columns, columns.length + 1);
-        columns[columns.length - 1] = new Column(arrays, array.apply(width), width);
+        columns[columns.length - 1] = new Column(arrays, kind.allocate(width), width, kind);
         return arrays;
+    }
+
+    /** Gives every registered array of {@code buffer} room for {@code slots} slots. */
+    private void reserve(int buffer, int slots) {
+        for (Column c : columns) {
+            Object grown = c.kind.allocate(slots * c.width);
+            System.arraycopy(c.arrays[buffer], 0, grown, 0, allocated[buffer] * c.width);
+            c.arrays[buffer] = grown;
+        }
+        allocated[buffer] = slots;
     }
 
     /** Returns the position of the token in {@code slot} of {@code buffer}. */
@@ -194,9 +253,15 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
         return 0;
     }
 
-    /** {@inheritDoc} Links the slot into the position order and zeroes its registered state. */
+    /**
+     * {@inheritDoc} Links the slot into the position order and zeroes its registered state; the
+     * registered arrays of the buffer grow (doubling, up to the capacity) when the slot is new.
+     */
     @Override
     public final void onAppend(int buffer, BufferView view, int slot) {
+        if (slot >= allocated[buffer]) {
+            reserve(buffer, StateFormat.grow(allocated[buffer], slot + 1, shape.capacity()));
+        }
         order.append(buffer, slot, view.position(slot));
         for (Column c : columns) {
             System.arraycopy(c.zeros, 0, c.arrays[buffer], slot * c.width, c.width);
@@ -254,5 +319,115 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     @Override
     public void reset() {
         order.clear();
+    }
+
+    /**
+     * {@inheritDoc} A new tracker from {@link #blank()} restored from this one's saved state, so
+     * the two share nothing.
+     *
+     * @throws UnsupportedOperationException if the subclass does not override {@link #blank()}
+     */
+    @Override
+    public final SlotTracker copy() {
+        return StateFormat.copyInto(this, blank());
+    }
+
+    /**
+     * {@inheritDoc} Writes a header (the tracker's class, {@link #stateVersion()}, the shape, the
+     * registered arrays' types and widths), every buffer's resident count and position order, the
+     * used part of every registered array, then {@link #saveExtra}.
+     */
+    @Override
+    public final void saveState(DataOutput out) throws IOException {
+        StateFormat.writeHeader(out, getClass().getName(), VERSION * 1000 + stateVersion(), shape);
+        writeColumns(out);
+        order.write(out);
+        for (Column c : columns) {
+            for (int b = 0; b < shape.buffers(); b++) {
+                c.kind.write(out, c.arrays[b], order.size(b) * c.width);
+            }
+        }
+        saveExtra(out);
+    }
+
+    /**
+     * {@inheritDoc} Reads and checks everything before it changes anything: the header must match
+     * this tracker, resident counts lie within the capacity, each buffer's order names each of its
+     * resident slots once with increasing positions, and every double or float is finite.
+     */
+    @Override
+    public final void restoreState(DataInput in) throws IOException {
+        StateFormat.readHeader(in, getClass().getName(), VERSION * 1000 + stateVersion(), shape);
+        StateFormat.check(in.readInt() == columns.length, "the registered per-slot arrays differ");
+        for (Column c : columns) {
+            StateFormat.check(in.readInt() == c.kind.ordinal() && in.readInt() == c.width,
+                    "the registered per-slot arrays differ");
+        }
+        SlotOrder read = SlotOrder.read(in, shape.buffers(), shape.capacity());
+        int[] slots = new int[shape.buffers()];
+        Object[][] arrays = new Object[columns.length][shape.buffers()];
+        for (int b = 0; b < slots.length; b++) {
+            slots[b] = read.size(b) == 0 ? 0 : StateFormat.grow(0, read.size(b), shape.capacity());
+        }
+        for (int i = 0; i < columns.length; i++) {
+            Column c = columns[i];
+            for (int b = 0; b < slots.length; b++) {
+                arrays[i][b] = c.kind.allocate(slots[b] * c.width);
+                c.kind.read(in, arrays[i][b], read.size(b) * c.width);
+            }
+        }
+        Runnable extra = readExtra(in);
+        order = read;
+        allocated = slots;
+        for (int i = 0; i < columns.length; i++) {
+            System.arraycopy(arrays[i], 0, columns[i].arrays, 0, slots.length);
+        }
+        extra.run();
+    }
+
+    private void writeColumns(DataOutput out) throws IOException {
+        out.writeInt(columns.length);
+        for (Column c : columns) {
+            out.writeInt(c.kind.ordinal());
+            out.writeInt(c.width);
+        }
+    }
+
+    /**
+     * Returns a new tracker of the same policy and shape, holding nothing; {@link #copy()} restores
+     * this tracker's state into it. By default a {@code SlotTracker} cannot be copied.
+     *
+     * @throws UnsupportedOperationException unless overridden
+     */
+    protected SlotTracker blank() {
+        throw new UnsupportedOperationException(getClass().getName()
+                + " does not support fork: its SlotTracker does not override blank()");
+    }
+
+    /**
+     * Returns the version of the subclass's saved state ({@link #saveExtra} and the meaning of its
+     * registered arrays), in {@code [0, 1000)}; a restore of another version fails. 1 by default.
+     */
+    protected int stateVersion() {
+        return 1;
+    }
+
+    /**
+     * Writes the subclass's state that is not registered per slot (windows, per-layer stamps).
+     * Nothing by default; a subclass with such state overrides this and {@link #readExtra}.
+     */
+    protected void saveExtra(DataOutput out) throws IOException {
+    }
+
+    /**
+     * Reads and checks what {@link #saveExtra} wrote, without changing the tracker, and returns
+     * the action that installs it; the registered arrays and the position order are already
+     * restored when it runs. The default reads nothing.
+     *
+     * @throws IOException if the state read is inconsistent
+     */
+    protected Runnable readExtra(DataInput in) throws IOException {
+        return () -> {
+        };
     }
 }

@@ -1,6 +1,9 @@
 package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy;
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
 import java.util.Arrays;
 
 /**
@@ -101,7 +104,9 @@ public final class SnapKvPolicy implements EvictionPolicy {
 
         @Override
         public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
-            int query = weights.queryPosition();
+            // A query after the newest token sees what one at the newest does; counting it as
+            // later would push every genuine query out of the window.
+            int query = Math.min(weights.queryPosition(), recentFrom(buffer, 1));
             int resident = view.resident();
             int[] stamp = this.stamp[buffer];
             if (latest[buffer] != Integer.MIN_VALUE && query <= latest[buffer] - window) {
@@ -179,6 +184,49 @@ public final class SnapKvPolicy implements EvictionPolicy {
                 }
                 scores[i] = pooled / kernel;
             }
+        }
+
+        @Override
+        protected SlotTracker blank() {
+            return new SnapTracker(shape());
+        }
+
+        @Override
+        protected void saveExtra(DataOutput out) throws IOException {
+            for (int b = 0; b < latest.length; b++) {
+                out.writeInt(latest[b]);
+                for (int r = 0; r < window; r++) {
+                    out.writeInt(stamp[b][r]);
+                    out.writeInt(heads[b][r]);
+                }
+            }
+        }
+
+        /** Checks that every live row holds a query position of the window ending at the latest. */
+        @Override
+        protected Runnable readExtra(DataInput in) throws IOException {
+            int[] readLatest = new int[latest.length];
+            int[][] readStamp = new int[latest.length][window];
+            int[][] readHeads = new int[latest.length][window];
+            for (int b = 0; b < latest.length; b++) {
+                int last = in.readInt();
+                readLatest[b] = last;
+                for (int r = 0; r < window; r++) {
+                    int st = in.readInt();
+                    boolean live = st != Integer.MIN_VALUE;
+                    StateFormat.check(!live || (st <= last && (long) st > (long) last - window
+                            && Math.floorMod(st, window) == r), "row " + r + " of buffer " + b
+                            + " holds query position " + st + ", outside the window ending at " + last);
+                    readStamp[b][r] = st;
+                    readHeads[b][r] = StateFormat.readCount(in, live ? Integer.MAX_VALUE : 0,
+                            "head rows of row " + r + " of buffer " + b);
+                }
+            }
+            return () -> {
+                System.arraycopy(readLatest, 0, latest, 0, latest.length);
+                System.arraycopy(readStamp, 0, stamp, 0, stamp.length);
+                System.arraycopy(readHeads, 0, heads, 0, heads.length);
+            };
         }
 
         @Override

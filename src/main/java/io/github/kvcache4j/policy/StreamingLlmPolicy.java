@@ -1,6 +1,9 @@
 package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy;
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
 import java.util.Arrays;
 
 /**
@@ -49,6 +52,27 @@ public final class StreamingLlmPolicy implements EvictionPolicy {
         StreamingTracker(Shape shape) {
             super(shape);
             this.appended = new int[shape.buffers()];
+        }
+
+        @Override
+        HeapTracker blank() {
+            return new StreamingTracker(shape());
+        }
+
+        @Override
+        void saveExtra(DataOutput out) throws IOException {
+            for (int a : appended) {
+                out.writeInt(a);
+            }
+        }
+
+        @Override
+        Runnable readExtra(DataInput in) throws IOException {
+            int[] read = new int[appended.length];
+            for (int b = 0; b < read.length; b++) {
+                read[b] = StateFormat.readCount(in, Integer.MAX_VALUE, "tokens appended to buffer " + b);
+            }
+            return () -> System.arraycopy(read, 0, appended, 0, read.length);
         }
 
         @Override

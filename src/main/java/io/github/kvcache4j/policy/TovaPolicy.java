@@ -1,6 +1,9 @@
 package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy;
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
 import java.util.Arrays;
 
 /**
@@ -66,7 +69,9 @@ public final class TovaPolicy implements EvictionPolicy {
         @Override
         public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
             int layer = view.layer();
-            int query = weights.queryPosition();
+            // A query after the newest token sees what one at the newest does; counting it as
+            // later would make a stray far-future report the latest forever.
+            int query = Math.min(weights.queryPosition(), recentFrom(buffer, 1));
             if (query < latest[layer]) {
                 return;
             }
@@ -118,6 +123,33 @@ public final class TovaPolicy implements EvictionPolicy {
             for (int i = 0; i < n; i++) {
                 scores[i] = sum[candidates[i]] / norm;
             }
+        }
+
+        @Override
+        protected SlotTracker blank() {
+            return new TovaTracker(shape());
+        }
+
+        @Override
+        protected void saveExtra(DataOutput out) throws IOException {
+            for (int l = 0; l < latest.length; l++) {
+                out.writeInt(latest[l]);
+                out.writeInt(rows[l]);
+            }
+        }
+
+        @Override
+        protected Runnable readExtra(DataInput in) throws IOException {
+            int[] readLatest = new int[latest.length];
+            int[] readRows = new int[rows.length];
+            for (int l = 0; l < latest.length; l++) {
+                readLatest[l] = in.readInt();
+                readRows[l] = StateFormat.readCount(in, Integer.MAX_VALUE, "head rows of layer " + l);
+            }
+            return () -> {
+                System.arraycopy(readLatest, 0, latest, 0, latest.length);
+                System.arraycopy(readRows, 0, rows, 0, rows.length);
+            };
         }
 
         @Override
