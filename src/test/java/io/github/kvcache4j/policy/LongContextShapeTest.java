@@ -3,12 +3,14 @@ package io.github.kvcache4j.policy;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.github.kvcache4j.CacheStats;
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.EvictionPolicy.AttentionWeights;
 import io.github.kvcache4j.EvictionPolicy.BufferView;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
+import io.github.kvcache4j.KvPool;
 import io.github.kvcache4j.Policies;
 import io.github.kvcache4j.testutil.Seeds;
 import java.lang.management.ManagementFactory;
@@ -25,9 +27,9 @@ import org.junit.jupiter.api.TestFactory;
  * capacity. Every built-in policy's tracker serves that shape with almost no heap, as its state
  * grows with the resident tokens (a capacity-sized layout would need gigabytes: SnapKV's window
  * alone is 64 × 131072 floats per (layer, kv-head), 8 GiB for the 256 buffers). The trackers are
- * driven directly: a cache of that capacity reserves 16 GiB of native memory for its store, more
- * than the test machine gives. A cache of the same shape at a smaller capacity creates, appends
- * and attends with every policy.
+ * driven directly, and a cache of that capacity creates, appends and attends with every policy on
+ * a shared pool (a private pool would reserve 16 GiB of native memory at creation), as does a
+ * cache of the same shape at a smaller capacity.
  */
 class LongContextShapeTest {
 
@@ -137,6 +139,38 @@ class LongContextShapeTest {
                     }
                 }
                 assertEquals(4L * LAYERS * KV_HEADS, cache.stats().totalResident(), "seed " + SEED);
+            }
+        }));
+    }
+
+    /**
+     * The same shape at the full 128K capacity, on a shared 64 MiB pool: the cache reserves no
+     * native memory of its own and holds one 32 KiB block per (layer, kv-head) for its first
+     * tokens, which its stats report.
+     */
+    @TestFactory
+    Stream<DynamicTest> everyPolicyCreatesAndAppendsTheLlama3ShapeAt128kOnASharedPool() {
+        return POLICIES.stream().map(p -> DynamicTest.dynamicTest(p.get().name(), () -> {
+            SplittableRandom r = new SplittableRandom(SEED);
+            KvCacheConfig config = KvCacheConfig.builder().layers(LAYERS).kvHeads(KV_HEADS).queryHeads(QUERY_HEADS)
+                    .headDim(HEAD_DIM).capacity(CAPACITY).dtype(DType.F16).policy(p.get()).build();
+            try (KvPool pool = KvPool.create(HEAD_DIM, DType.F16, 64L << 20)) {
+                try (KvCache cache = KvCache.create(config, pool)) {
+                    float[] out = new float[QUERY_HEADS * HEAD_DIM];
+                    for (int t = 0; t < 4; t++) {
+                        for (int layer = 0; layer < LAYERS; layer++) {
+                            cache.append(layer, t, Seeds.uniform(r, KV_HEADS * HEAD_DIM, 1),
+                                    Seeds.uniform(r, KV_HEADS * HEAD_DIM, 1));
+                            cache.attend(layer, t, Seeds.uniform(r, QUERY_HEADS * HEAD_DIM, 1), out);
+                        }
+                    }
+                    CacheStats stats = cache.stats();
+                    assertEquals(4L * LAYERS * KV_HEADS, stats.totalResident(), "seed " + SEED);
+                    assertEquals(0, stats.reservedBytes());
+                    assertEquals(LAYERS * KV_HEADS, pool.stats().usedBlocks());
+                    assertEquals(pool.stats().usedBytes(), stats.heldBytes());
+                }
+                assertEquals(0, pool.stats().usedBlocks());
             }
         }));
     }
