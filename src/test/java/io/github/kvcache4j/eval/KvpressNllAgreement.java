@@ -29,7 +29,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * Cross-implementation check: the evaluator's continuation NLL, per window, against NVIDIA
  * kvpress on the same model and windows (a golden file in {@code ../shared/models/golden}).
- * Windows 0 and 1 by default ({@code -Dkvpress.windows=16} checks all of them). Every
+ * The first {@code defaultWindows} windows by default ({@code -Dkvpress.windows=16} checks all of
+ * them). Every
  * configuration of a window shares one model pass over its context ({@link SharedPrefill}).
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
@@ -37,10 +38,10 @@ abstract class KvpressNllAgreement {
 
     /** Largest accepted per-window NLL difference (nats); kvpress vs its reference differ by 9e-5. */
     private static final double TOLERANCE = 0.002;
-    private static final int WINDOWS = Integer.getInteger("kvpress.windows", 2);
 
     private final String goldenFile;
     private final String modelFile;
+    private final int windows;
     private Map<String, Object> golden;
     private GgufFile gguf;
     private LlamaModel model;
@@ -48,10 +49,14 @@ abstract class KvpressNllAgreement {
     private ContinuationTask task;
     private final Map<String, double[]> ours = new HashMap<>();
 
-    /** Compares the evaluator on the bundled {@code modelFile} with {@code goldenFile}. */
-    KvpressNllAgreement(String goldenFile, String modelFile) {
+    /**
+     * Compares the evaluator on the bundled {@code modelFile} with {@code goldenFile}, on
+     * {@code defaultWindows} windows unless {@code -Dkvpress.windows} says otherwise.
+     */
+    KvpressNllAgreement(String goldenFile, String modelFile, int defaultWindows) {
         this.goldenFile = goldenFile;
         this.modelFile = modelFile;
+        this.windows = Integer.getInteger("kvpress.windows", defaultWindows);
     }
 
     @BeforeAll
@@ -63,8 +68,8 @@ abstract class KvpressNllAgreement {
         tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
         task = new ContinuationTask(new EvalModel(model, tok, DType.F32, n -> { }));
         List<KvpressPresses.Entry> entries = KvpressPresses.entries();
-        entries.forEach(e -> ours.put(e.policy() + "@" + e.ratio(), new double[WINDOWS]));
-        for (int w = 0; w < WINDOWS; w++) {
+        entries.forEach(e -> ours.put(e.policy() + "@" + e.ratio(), new double[windows]));
+        for (int w = 0; w < windows; w++) {
             List<ContinuationTask.Result> results = task.runAll(ContinuationTask.window(tokens, 4096, w, ContinuationTask.WINDOW),
                     KvpressPresses.configs(entries), cache -> { });
             for (int i = 0; i < entries.size(); i++) {
@@ -93,7 +98,7 @@ abstract class KvpressNllAgreement {
     @Test
     void fullCacheMatchesKvpressPerWindow() {
         double[] expected = perWindow("no_press", "0.0");
-        for (int w = 0; w < WINDOWS; w++) {
+        for (int w = 0; w < windows; w++) {
             assertEquals(expected[w], ours.get(PolicyRegistry.FULL + "@0.0")[w], TOLERANCE, "full cache, window " + w);
         }
     }
@@ -106,7 +111,7 @@ abstract class KvpressNllAgreement {
     @MethodSource("pressesAndRatios")
     void policyMatchesKvpressPerWindow(String policy, String press, double ratio) {
         double[] expected = perWindow(press, Double.toString(ratio));
-        for (int w = 0; w < WINDOWS; w++) {
+        for (int w = 0; w < windows; w++) {
             double nll = ours.get(policy + "@" + ratio)[w];
             System.out.printf(Locale.ROOT, "%s %.2f window %d: ours %.6f kvpress %.6f diff %+.6f%n",
                     policy, ratio, w, nll, expected[w], nll - expected[w]);

@@ -4,6 +4,6 @@ package io.github.kvcache4j.eval;
 class KvpressRecallAgreementTest extends KvpressNllAgreement {
 
     KvpressRecallAgreementTest() {
-        super("kvpress-recall-persuasion.json", "austen-recall-f16.gguf");
+        super("kvpress-recall-persuasion.json", "austen-recall-f16.gguf", 2);
     }
 }
