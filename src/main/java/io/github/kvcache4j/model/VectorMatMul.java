@@ -94,7 +94,7 @@ final class VectorMatMul {
             case F32 -> dot4F32(m, base, x, x0, xs, n, out, o, os);
             case F16 -> dot4F16(m, base, x, x0, xs, n, out, o, os);
             case BF16 -> dot4BF16(m, base, x, x0, xs, n, out, o, os);
-            default -> VectorQuantDots.dot4(w.type(), m, base, x, x0, xs, n, p, out, o, os);
+            default -> VectorQuantDots4.dot4(w.type(), m, base, x, x0, xs, n, p, out, o, os);
         }
     }
 

@@ -9,10 +9,10 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
- * Dot products of one row of block-quantized weights with one or four input vectors, for every
- * type of {@link VectorQuants}: per block the decoder's parameters, then per {@code L} weights
- * one decoded vector multiplied into one accumulator per input vector. And the
- * same decoding into an array, for the golden tests.
+ * Dot products of one row of block-quantized weights with one input vector, for every type of
+ * {@link VectorQuants}: per block the decoder's parameters, then per {@code L} weights one decoded
+ * vector multiplied into the accumulator. And the same decoding into an array, for the golden
+ * tests. The four-vector products are in {@link VectorQuantDots4}.
  */
 final class VectorQuantDots {
 
@@ -41,31 +41,6 @@ final class VectorQuantDots {
             case MXFP4 -> dotMXFP4(m, base, x, xo, n, p);
             default -> throw new AssertionError(type);
         };
-    }
-
-    /**
-     * out[o + t * os] = W[row] . x[x0 + t * xs ..] for t in 0..3.
-     *
-     * @param p scratch of {@link VectorQuants#PARAMS} floats
-     */
-    static void dot4(GgmlType type, MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                     float[] out, int o, int os) {
-        switch (type) {
-            case Q4_0 -> dot4Q4_0(m, base, x, x0, xs, n, p, out, o, os);
-            case Q4_1 -> dot4Q4_1(m, base, x, x0, xs, n, p, out, o, os);
-            case Q5_0 -> dot4Q5_0(m, base, x, x0, xs, n, p, out, o, os);
-            case Q5_1 -> dot4Q5_1(m, base, x, x0, xs, n, p, out, o, os);
-            case Q8_0 -> dot4Q8_0(m, base, x, x0, xs, n, p, out, o, os);
-            case Q2_K -> dot4Q2_K(m, base, x, x0, xs, n, p, out, o, os);
-            case Q3_K -> dot4Q3_K(m, base, x, x0, xs, n, p, out, o, os);
-            case Q4_K -> dot4Q4_K(m, base, x, x0, xs, n, p, out, o, os);
-            case Q5_K -> dot4Q5_K(m, base, x, x0, xs, n, p, out, o, os);
-            case Q6_K -> dot4Q6_K(m, base, x, x0, xs, n, p, out, o, os);
-            case IQ4_NL -> dot4IQ4_NL(m, base, x, x0, xs, n, p, out, o, os);
-            case IQ4_XS -> dot4IQ4_XS(m, base, x, x0, xs, n, p, out, o, os);
-            case MXFP4 -> dot4MXFP4(m, base, x, x0, xs, n, p, out, o, os);
-            default -> throw new AssertionError(type);
-        }
     }
 
     /**
@@ -173,31 +148,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q4_0 row at {@code base}. */
-    private static void dot4Q4_0(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 32; b++) {
-            long blk = base + (long) b * 18;
-            VectorQuants.paramsQ4_0(m, blk, p);
-            int xb = x0 + b * 32;
-            for (int v = 0; v < 32; v += L) {
-                FloatVector w = VectorQuants.wQ4_0(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q4_1 row at {@code base}. */
     private static float dotQ4_1(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -215,31 +165,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q4_1 row at {@code base}. */
-    private static void dot4Q4_1(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 32; b++) {
-            long blk = base + (long) b * 20;
-            VectorQuants.paramsQ4_1(m, blk, p);
-            int xb = x0 + b * 32;
-            for (int v = 0; v < 32; v += L) {
-                FloatVector w = VectorQuants.wQ4_1(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q5_0 row at {@code base}. */
     private static float dotQ5_0(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -257,31 +182,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q5_0 row at {@code base}. */
-    private static void dot4Q5_0(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 32; b++) {
-            long blk = base + (long) b * 22;
-            VectorQuants.paramsQ5_0(m, blk, p);
-            int xb = x0 + b * 32;
-            for (int v = 0; v < 32; v += L) {
-                FloatVector w = VectorQuants.wQ5_0(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q5_1 row at {@code base}. */
     private static float dotQ5_1(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -299,31 +199,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q5_1 row at {@code base}. */
-    private static void dot4Q5_1(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 32; b++) {
-            long blk = base + (long) b * 24;
-            VectorQuants.paramsQ5_1(m, blk, p);
-            int xb = x0 + b * 32;
-            for (int v = 0; v < 32; v += L) {
-                FloatVector w = VectorQuants.wQ5_1(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q8_0 row at {@code base}. */
     private static float dotQ8_0(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -341,31 +216,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q8_0 row at {@code base}. */
-    private static void dot4Q8_0(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 32; b++) {
-            long blk = base + (long) b * 34;
-            VectorQuants.paramsQ8_0(m, blk, p);
-            int xb = x0 + b * 32;
-            for (int v = 0; v < 32; v += L) {
-                FloatVector w = VectorQuants.wQ8_0(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q2_K row at {@code base}. */
     private static float dotQ2_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -383,31 +233,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q2_K row at {@code base}. */
-    private static void dot4Q2_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 256; b++) {
-            long blk = base + (long) b * 84;
-            VectorQuants.paramsQ2_K(m, blk, p);
-            int xb = x0 + b * 256;
-            for (int v = 0; v < 256; v += L) {
-                FloatVector w = VectorQuants.wQ2_K(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q3_K row at {@code base}. */
     private static float dotQ3_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -425,31 +250,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q3_K row at {@code base}. */
-    private static void dot4Q3_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 256; b++) {
-            long blk = base + (long) b * 110;
-            VectorQuants.paramsQ3_K(m, blk, p);
-            int xb = x0 + b * 256;
-            for (int v = 0; v < 256; v += L) {
-                FloatVector w = VectorQuants.wQ3_K(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q4_K row at {@code base}. */
     private static float dotQ4_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -467,31 +267,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q4_K row at {@code base}. */
-    private static void dot4Q4_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 256; b++) {
-            long blk = base + (long) b * 144;
-            VectorQuants.paramsQ4_K(m, blk, p);
-            int xb = x0 + b * 256;
-            for (int v = 0; v < 256; v += L) {
-                FloatVector w = VectorQuants.wQ4_K(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q5_K row at {@code base}. */
     private static float dotQ5_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -509,31 +284,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q5_K row at {@code base}. */
-    private static void dot4Q5_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 256; b++) {
-            long blk = base + (long) b * 176;
-            VectorQuants.paramsQ5_K(m, blk, p);
-            int xb = x0 + b * 256;
-            for (int v = 0; v < 256; v += L) {
-                FloatVector w = VectorQuants.wQ5_K(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the Q6_K row at {@code base}. */
     private static float dotQ6_K(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -551,31 +301,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the Q6_K row at {@code base}. */
-    private static void dot4Q6_K(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 256; b++) {
-            long blk = base + (long) b * 210;
-            VectorQuants.paramsQ6_K(m, blk, p);
-            int xb = x0 + b * 256;
-            for (int v = 0; v < 256; v += L) {
-                FloatVector w = VectorQuants.wQ6_K(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the IQ4_NL row at {@code base}. */
     private static float dotIQ4_NL(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -593,31 +318,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the IQ4_NL row at {@code base}. */
-    private static void dot4IQ4_NL(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 32; b++) {
-            long blk = base + (long) b * 18;
-            VectorQuants.paramsIQ4_NL(m, blk, p);
-            int xb = x0 + b * 32;
-            for (int v = 0; v < 32; v += L) {
-                FloatVector w = VectorQuants.wIQ4_NL(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the IQ4_XS row at {@code base}. */
     private static float dotIQ4_XS(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -635,31 +335,6 @@ final class VectorQuantDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the IQ4_XS row at {@code base}. */
-    private static void dot4IQ4_XS(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 256; b++) {
-            long blk = base + (long) b * 136;
-            VectorQuants.paramsIQ4_XS(m, blk, p);
-            int xb = x0 + b * 256;
-            for (int v = 0; v < 256; v += L) {
-                FloatVector w = VectorQuants.wIQ4_XS(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
-    }
 
     /** sum_c w[c] x[xo + c] over the MXFP4 row at {@code base}. */
     private static float dotMXFP4(MemorySegment m, long base, float[] x, int xo, int n, float[] p) {
@@ -675,31 +350,5 @@ final class VectorQuantDots {
             }
         }
         return acc.reduceLanes(VectorOperators.ADD);
-    }
-
-    /** out[o + t os] = sum_c w[c] x[x0 + t xs + c], t = 0..3, over the MXFP4 row at {@code base}. */
-    private static void dot4MXFP4(MemorySegment m, long base, float[] x, int x0, int xs, int n, float[] p,
-                                 float[] out, int o, int os) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = FloatVector.zero(F);
-        FloatVector a2 = FloatVector.zero(F);
-        FloatVector a3 = FloatVector.zero(F);
-        for (int b = 0; b < n / 32; b++) {
-            long blk = base + (long) b * 17;
-            VectorQuants.paramsMXFP4(m, blk, p);
-            int xb = x0 + b * 32;
-            for (int v = 0; v < 32; v += L) {
-                FloatVector w = VectorQuants.wMXFP4(m, blk, v, p);
-                int k = xb + v;
-                a0 = w.fma(FloatVector.fromArray(F, x, k), a0);
-                a1 = w.fma(FloatVector.fromArray(F, x, k + xs), a1);
-                a2 = w.fma(FloatVector.fromArray(F, x, k + 2 * xs), a2);
-                a3 = w.fma(FloatVector.fromArray(F, x, k + 3 * xs), a3);
-            }
-        }
-        out[o] = a0.reduceLanes(VectorOperators.ADD);
-        out[o + os] = a1.reduceLanes(VectorOperators.ADD);
-        out[o + 2 * os] = a2.reduceLanes(VectorOperators.ADD);
-        out[o + 3 * os] = a3.reduceLanes(VectorOperators.ADD);
     }
 }
