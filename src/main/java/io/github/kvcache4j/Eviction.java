@@ -4,6 +4,7 @@ import io.github.kvcache4j.sharing.SharingPlan;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
 import java.util.Arrays;
+import java.util.function.IntBinaryOperator;
 import java.util.function.IntUnaryOperator;
 
 /**
@@ -30,6 +31,7 @@ final class Eviction {
     /** All false between calls; marks the victims {@link #checkVictims} has seen. */
     private final boolean[] named;
     private final int[] need;
+    private final int[] sortedPositions;
     private final float[] evictedKey;
     private final float[] evictedValue;
     private long evicted;
@@ -51,6 +53,7 @@ final class Eviction {
         this.keep = new boolean[capacity];
         this.named = new boolean[capacity];
         this.need = new int[kvHeads];
+        this.sortedPositions = new int[capacity];
         this.evictedKey = new float[headDim];
         this.evictedValue = new float[headDim];
     }
@@ -136,6 +139,46 @@ final class Eviction {
 
     /** Compresses every buffer of every source layer to {@code keptOf(resident)} tokens. */
     void compress(IntUnaryOperator keptOf) {
+        compress((b, n) -> keptOf.applyAsInt(n), null, 0);
+    }
+
+    /**
+     * Compresses every buffer to the count {@code allocation} planned for it; the policy names
+     * the victims, except in buffers the plan keeps by position (the first {@code sinks} tokens
+     * and the newest).
+     */
+    void compress(Allocator allocation, int sinks, boolean strict) {
+        if (strict) {
+            checkServable(allocation);
+        }
+        compress((b, n) -> allocation.kept(b), allocation, sinks);
+    }
+
+    /**
+     * Asks the policy, before anything changes, for the victims of every buffer the plan shrinks,
+     * and rejects the plan if a buffer would keep more than planned. The answers are asked again
+     * when the plan is carried out: a tracker names the same victims while its state is unchanged.
+     */
+    private void checkServable(Allocator allocation) {
+        for (int l = 0; l < plan.layers(); l++) {
+            for (int h = 0; h < kvHeads && plan.isSource(l); h++) {
+                int b = buffer(l, h);
+                int n = store.size(b);
+                int count = n - allocation.kept(b);
+                if (count <= 0 || allocation.byPosition(b)) {
+                    continue;
+                }
+                int chosen = choose(false, l, h, b, EvictionPolicy.Reason.COMPRESS, count, n);
+                if (chosen < count) {
+                    throw new IllegalArgumentException("the budget leaves " + allocation.kept(b) + " of the " + n
+                            + " tokens of layer " + l + ", kv-head " + h + ", but policy " + policyName + " names only "
+                            + chosen + " of the " + count + " victims: it protects the rest");
+                }
+            }
+        }
+    }
+
+    private void compress(IntBinaryOperator keptOf, Allocator allocation, int sinks) {
         boolean changed = false;
         for (int l = 0; l < plan.layers(); l++) {
             if (!plan.isSource(l)) {
@@ -144,11 +187,13 @@ final class Eviction {
             for (int h = 0; h < kvHeads; h++) {
                 int b = buffer(l, h);
                 int n = store.size(b);
-                int count = n - keptOf.applyAsInt(n);
+                int count = n - keptOf.applyAsInt(b, n);
                 if (count <= 0) {
                     continue;
                 }
-                int chosen = choose(changed, l, h, b, EvictionPolicy.Reason.COMPRESS, count, n);
+                int chosen = allocation != null && allocation.byPosition(b)
+                        ? outsideSinksAndRecent(b, sinks, n - count, victims[h])
+                        : choose(changed, l, h, b, EvictionPolicy.Reason.COMPRESS, count, n);
                 changed |= chosen > 0;
                 try {
                     retainAllBut(l, h, b, victims[h], chosen, n);
@@ -181,6 +226,28 @@ final class Eviction {
             }
             throw e;
         }
+    }
+
+    /**
+     * Names the slots of buffer {@code b} outside its {@code min(sinks, kept)} oldest and the rest
+     * of its {@code kept} newest positions; returns how many.
+     */
+    private int outsideSinksAndRecent(int b, int sinks, int kept, int[] v) {
+        int n = store.size(b);
+        int[] positions = store.positions(b);
+        System.arraycopy(positions, 0, sortedPositions, 0, n);
+        Arrays.sort(sortedPositions, 0, n);
+        int first = Math.min(sinks, kept);
+        int last = kept - first;
+        int sinkEnd = first == 0 ? Integer.MIN_VALUE : sortedPositions[first - 1];
+        int recentStart = last == 0 ? Integer.MAX_VALUE : sortedPositions[n - last];
+        int count = 0;
+        for (int slot = 0; slot < n; slot++) {
+            if (positions[slot] > sinkEnd && positions[slot] < recentStart) {
+                v[count++] = slot;
+            }
+        }
+        return count;
     }
 
     /** Removes the given slots and compacts the buffer in slot order. */

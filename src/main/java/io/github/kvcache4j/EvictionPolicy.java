@@ -174,6 +174,19 @@ public interface EvictionPolicy {
         int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims);
 
         /**
+         * Writes into {@code scores[slot]}, for every resident slot, how much the policy wants to
+         * keep the token (higher is kept first, {@link Double#POSITIVE_INFINITY} for tokens it
+         * protects from {@link KvCache#compress}), on one scale for every buffer of the cache, so that
+         * a head-wise {@link Allocation#adaptive allocation} can compare tokens of different kv-heads.
+         * {@code count} is how many tokens an even allocation would remove from the buffer (a
+         * protected window may depend on it). Returns false when the policy has no such scores (the
+         * default). Must not change the tracker's state.
+         */
+        default boolean keepScores(int buffer, BufferView view, int count, double[] scores) {
+            return false;
+        }
+
+        /**
          * The token in {@code slot} was evicted. Called for every evicted slot, before the
          * {@link #onMove} calls that refill freed slots.
          */

@@ -141,6 +141,45 @@ public interface KvCache extends AutoCloseable {
     void compress(int targetTokens);
 
     /**
+     * Compresses the cache to {@code sum over buffers of floor(n * (1 - ratio))} resident tokens
+     * in total ({@code n} each buffer's resident count: what {@link #compress(double)} keeps), shared
+     * among the (layer, kv-head) buffers by {@code allocation}; never below the fewest tokens the
+     * allocation keeps (the tokens the policy protects, a head split's sinks and recent windows).
+     *
+     * @throws NullPointerException if {@code allocation} is null
+     * @throws IllegalArgumentException if {@code ratio} is not in {@code [0, 1)}, or the allocation
+     *     ranks tokens across heads and the policy gives no {@link EvictionPolicy.Tracker#keepScores}
+     * @throws IllegalStateException if the cache is closed or failed
+     */
+    void compress(double ratio, Allocation allocation);
+
+    /**
+     * Compresses the cache to at most {@code totalTokens} resident tokens summed over its
+     * (source layer, kv-head) buffers, shared among them by {@code allocation}.
+     *
+     * @throws NullPointerException if {@code allocation} is null
+     * @throws IllegalArgumentException if {@code totalTokens} is negative or below the fewest tokens
+     *     the allocation keeps (the message names both), or the allocation needs keep scores the
+     *     policy does not give; the cache is then unchanged
+     * @throws IllegalStateException if the cache is closed or failed
+     */
+    void compressToTokens(long totalTokens, Allocation allocation);
+
+    /**
+     * Compresses the cache so that what it costs its pool, the blocks it holds plus its LESS state
+     * ({@link CacheStats#heldBytes()} {@code +} {@link CacheStats#stateBytes()}), is at most
+     * {@code bytes}: the largest total token budget that fits, shared by {@code allocation}. The
+     * emptied blocks go back to the pool.
+     *
+     * @throws NullPointerException if {@code allocation} is null
+     * @throws IllegalArgumentException if {@code bytes} is negative or below what the fewest tokens
+     *     the allocation keeps need (the message names both), or the allocation needs keep scores
+     *     the policy does not give; the cache is then unchanged
+     * @throws IllegalStateException if the cache is closed or failed
+     */
+    void compressToBytes(long bytes, Allocation allocation);
+
+    /**
      * Forgets every token and all policy state, and clears a failure.
      *
      * @throws IllegalStateException if the cache is closed

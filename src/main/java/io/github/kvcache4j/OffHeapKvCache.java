@@ -40,6 +40,7 @@ final class OffHeapKvCache implements KvCache {
     private final Kernels kernels;
     private final LessState less;
     private final Eviction eviction;
+    private final BudgetCompression budgets;
     private final HeadAttention[] heads;
     private final FanOut fanOut;
     /** Per kv-head, the most tokens the append being checked may leave resident. */
@@ -88,6 +89,7 @@ final class OffHeapKvCache implements KvCache {
         this.view = new TrackerViews.Buffer(store);
         this.attention = new TrackerViews.Weights(config.groupSize(), KeyTiles.roundToTiles(config.capacity()));
         this.eviction = new Eviction(config, store, shape, tracker, view, less, failure);
+        this.budgets = new BudgetCompression(config, store, less, eviction, shape, tracker, view);
         this.heads = new HeadAttention[kvHeads];
         for (int h = 0; h < kvHeads; h++) {
             heads[h] = new HeadAttention(h, config, store, less, kernels);
@@ -273,21 +275,40 @@ final class OffHeapKvCache implements KvCache {
 
     @Override
     public void compress(double ratio) {
-        enter();
-        try {
+        guarded(() -> {
             Arguments.checkRatio(ratio);
             eviction.compress(n -> (int) Math.floor(n * (1.0 - ratio)));
-        } finally {
-            leave();
-        }
+        });
     }
 
     @Override
     public void compress(int targetTokens) {
-        enter();
-        try {
+        guarded(() -> {
             Arguments.checkTarget(targetTokens);
             eviction.compress(n -> Math.min(n, targetTokens));
+        });
+    }
+
+    @Override
+    public void compress(double ratio, Allocation allocation) {
+        guarded(() -> budgets.toRatio(ratio, allocation));
+    }
+
+    @Override
+    public void compressToTokens(long totalTokens, Allocation allocation) {
+        guarded(() -> budgets.toTokens(totalTokens, allocation));
+    }
+
+    @Override
+    public void compressToBytes(long bytes, Allocation allocation) {
+        guarded(() -> budgets.toBytes(bytes, allocation));
+    }
+
+    /** Runs a call that is not on the decode path between {@link #enter} and {@link #leave}. */
+    private void guarded(Runnable call) {
+        enter();
+        try {
+            call.run();
         } finally {
             leave();
         }

@@ -164,7 +164,7 @@ class CacheInvariantsPropertyTest {
     }
 
     /** What the runs exercised, printed so a property that silently checks nothing shows up. */
-    enum Count { STEPS, ATTENTION_CHECKS, EVICTED, REJECTED_APPENDS }
+    enum Count { STEPS, ATTENTION_CHECKS, EVICTED, REJECTED_APPENDS, BUDGETS, REJECTED_BUDGETS }
 
     /** One random case: a configuration and a sequence of operations with checks after each. */
     private static final class Run {
@@ -240,12 +240,31 @@ class CacheInvariantsPropertyTest {
                         attend(cache, r.nextInt(1, Math.min(capacity, 5) + 1), before);
                     } else if (choice < 92) {
                         double ratio = r.nextInt(4) == 0 ? 0.0 : r.nextDouble(0.0, 0.95);
-                        op = "compress(" + ratio + ")";
-                        cache.compress(ratio);
+                        if (r.nextBoolean()) {
+                            Allocation a = randomAllocation();
+                            budgetCompress(cache, before, "compress(" + ratio + ", " + a + ")",
+                                    () -> cache.compress(ratio, a), Long.MAX_VALUE, Long.MAX_VALUE);
+                        } else {
+                            op = "compress(" + ratio + ")";
+                            cache.compress(ratio);
+                        }
                     } else if (choice < 97) {
-                        int target = r.nextInt(capacity + 2);
-                        op = "compress(" + target + ")";
-                        cache.compress(target);
+                        int kind = r.nextInt(3);
+                        Allocation a = randomAllocation();
+                        CacheStats now = cache.stats();
+                        if (kind == 0) {
+                            int target = r.nextInt(capacity + 2);
+                            op = "compress(" + target + ")";
+                            cache.compress(target);
+                        } else if (kind == 1) {
+                            long tokens = r.nextLong(sourceResident(now) + 2);
+                            budgetCompress(cache, before, "compressToTokens(" + tokens + ", " + a + ")",
+                                    () -> cache.compressToTokens(tokens, a), tokens, Long.MAX_VALUE);
+                        } else {
+                            long bytes = r.nextLong(now.heldBytes() + now.stateBytes() + 2);
+                            budgetCompress(cache, before, "compressToBytes(" + bytes + ", " + a + ")",
+                                    () -> cache.compressToBytes(bytes, a), Long.MAX_VALUE, bytes);
+                        }
                     } else {
                         op = "reset";
                         cache.reset();
@@ -263,6 +282,50 @@ class CacheInvariantsPropertyTest {
             }
             assertEquals(0, cache.stats().reservedBytes(), at() + ": reservedBytes after close");
             cache.close();
+        }
+
+        private Allocation randomAllocation() {
+            return switch (r.nextInt(3)) {
+                case 0 -> Allocation.uniform();
+                case 1 -> Allocation.pyramid(r.nextDouble(1, 20));
+                default -> Allocation.adaptive(r.nextDouble(1, 4), r.nextDouble());
+            };
+        }
+
+        private long sourceResident(CacheStats stats) {
+            long n = 0;
+            for (int l = 0; l < layers; l++) {
+                for (int h = 0; h < kvHeads && sources[l] == l; h++) {
+                    n += stats.resident(l, h);
+                }
+            }
+            return n;
+        }
+
+        /**
+         * Runs a budgeted compress: a budget the cache cannot meet (below what the allocation keeps
+         * at least, or a head-wise rule with a policy without keep scores) must be rejected with
+         * the cache unchanged; a met budget must hold.
+         */
+        private void budgetCompress(KvCache cache, int[][] before, String name, Runnable call, long tokens, long bytes) {
+            op = name;
+            try {
+                call.run();
+            } catch (IllegalArgumentException e) {
+                assertTrue(e.getMessage().contains("below") || e.getMessage().contains("keepScores")
+                                || e.getMessage().contains("protects the rest"),
+                        at() + ": unexpected rejection " + e.getMessage());
+                int[][] after = residentPositions(cache);
+                for (int b = 0; b < before.length; b++) {
+                    assertArrayEquals(before[b], after[b], at() + ": a rejected compress changed buffer " + b);
+                }
+                counts[Count.REJECTED_BUDGETS.ordinal()]++;
+                return;
+            }
+            CacheStats stats = cache.stats();
+            assertTrue(sourceResident(stats) <= tokens, at() + ": " + sourceResident(stats) + " tokens resident");
+            assertTrue(stats.heldBytes() + stats.stateBytes() <= bytes, at() + ": " + stats + " over the budget");
+            counts[Count.BUDGETS.ordinal()]++;
         }
 
         private int[][] residentPositions(KvCache cache) {

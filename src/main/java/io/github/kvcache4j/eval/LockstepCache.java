@@ -1,5 +1,6 @@
 package io.github.kvcache4j.eval;
 
+import io.github.kvcache4j.Allocation;
 import io.github.kvcache4j.CacheStats;
 import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
@@ -124,6 +125,24 @@ final class LockstepCache implements KvCache {
     /** Not supported: each cache is compressed on its own after the prefill. */
     @Override
     public void compress(int targetTokens) {
+        throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
+    }
+
+    /** Not supported: each cache is compressed on its own after the prefill. */
+    @Override
+    public void compress(double ratio, Allocation allocation) {
+        throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
+    }
+
+    /** Not supported: each cache is compressed on its own after the prefill. */
+    @Override
+    public void compressToTokens(long totalTokens, Allocation allocation) {
+        throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
+    }
+
+    /** Not supported: each cache is compressed on its own after the prefill. */
+    @Override
+    public void compressToBytes(long bytes, Allocation allocation) {
         throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
     }
 

@@ -4,6 +4,7 @@ import io.github.kvcache4j.EvictionPolicy;
 import java.io.DataInput;
 import java.io.DataOutput;
 import java.io.IOException;
+import java.util.Arrays;
 
 /** Keeps every token: the baseline every other policy is measured against. */
 public final class FullPolicy implements EvictionPolicy {
@@ -37,6 +38,13 @@ public final class FullPolicy implements EvictionPolicy {
         @Override
         public int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims) {
             return 0;
+        }
+
+        /** {@inheritDoc} Every token is protected. */
+        @Override
+        public boolean keepScores(int buffer, BufferView view, int count, double[] scores) {
+            Arrays.fill(scores, 0, view.resident(), Double.POSITIVE_INFINITY);
+            return true;
         }
 
         @Override

@@ -4,6 +4,7 @@ import io.github.kvcache4j.EvictionPolicy;
 import java.io.DataInput;
 import java.io.DataOutput;
 import java.io.IOException;
+import java.util.Arrays;
 
 /**
  * A tracker whose victims come from one {@link SlotHeap} per buffer, keyed once at append: the
@@ -59,6 +60,18 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
             position[s] = -heap.position(s);
         }
         return Ranking.pick(slots, n, count, score, position, victims);
+    }
+
+    /** {@inheritDoc} A slot's key in the heap; slots outside the heap (sinks) are protected. */
+    @Override
+    public boolean keepScores(int buffer, EvictionPolicy.BufferView view, int count, double[] scores) {
+        Arrays.fill(scores, 0, view.resident(), Double.POSITIVE_INFINITY);
+        SlotHeap heap = heaps[buffer];
+        int n = heap.slots(slots);
+        for (int i = 0; i < n; i++) {
+            scores[slots[i]] = heap.score(slots[i]);
+        }
+        return true;
     }
 
     @Override

@@ -92,6 +92,16 @@ public final class KnormPolicy implements EvictionPolicy {
             add(buffer, slot, -view.keyNorm(slot), -view.position(slot));
         }
 
+        /** {@inheritDoc} Every token of a skipped layer, or of a buffer below the threshold, is protected. */
+        @Override
+        public boolean keepScores(int buffer, BufferView view, int count, double[] scores) {
+            if (skip[view.layer()] || view.resident() < pruneAfter) {
+                Arrays.fill(scores, 0, view.resident(), Double.POSITIVE_INFINITY);
+                return true;
+            }
+            return super.keepScores(buffer, view, count, scores);
+        }
+
         @Override
         public int chooseVictims(int buffer, BufferView view, Reason reason, int count, int[] victims) {
             if (reason == Reason.ADAPTIVE

@@ -295,6 +295,29 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
         return k;
     }
 
+    /**
+     * {@inheritDoc} The slots outside the recent window get their {@link #score}, the window
+     * {@link Double#POSITIVE_INFINITY}.
+     */
+    @Override
+    public boolean keepScores(int buffer, BufferView view, int count, double[] scores) {
+        int resident = order.size(buffer);
+        int n = Math.max(0, resident - Math.max(0, recentWindow(buffer, view, Reason.COMPRESS, count)));
+        int s = order.oldest(buffer);
+        for (int i = 0; i < resident; i++, s = order.newer(buffer, s)) {
+            if (i < n) {
+                candidates[i] = s;
+            } else {
+                scores[s] = Double.POSITIVE_INFINITY;
+            }
+        }
+        score(buffer, view, candidates, n, this.scores);
+        for (int i = 0; i < n; i++) {
+            scores[candidates[i]] = this.scores[i];
+        }
+        return true;
+    }
+
     /** {@inheritDoc} */
     @Override
     public final void onRemove(int buffer, int slot) {

@@ -109,6 +109,15 @@ public final class TovaPolicy implements EvictionPolicy {
             return true;
         }
 
+        /**
+         * {@inheritDoc} None: TOVA decides for a whole layer, so its kv-heads must keep the same
+         * tokens and head-wise allocations do not apply.
+         */
+        @Override
+        public boolean keepScores(int buffer, BufferView view, int count, double[] scores) {
+            return false;
+        }
+
         /** The newest resident token is kept, as kvpress keeps the last position. */
         @Override
         protected int recentWindow(int buffer, BufferView view, Reason reason, int count) {

@@ -1,5 +1,6 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.Allocation;
 import io.github.kvcache4j.CacheStats;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
@@ -110,6 +111,21 @@ final class ReferenceAttention implements KvCache {
 
     @Override
     public void compress(int targetTokens) {
+        throw new UnsupportedOperationException("the reference never evicts");
+    }
+
+    @Override
+    public void compress(double ratio, Allocation allocation) {
+        throw new UnsupportedOperationException("the reference never evicts");
+    }
+
+    @Override
+    public void compressToTokens(long totalTokens, Allocation allocation) {
+        throw new UnsupportedOperationException("the reference never evicts");
+    }
+
+    @Override
+    public void compressToBytes(long bytes, Allocation allocation) {
         throw new UnsupportedOperationException("the reference never evicts");
     }
 
