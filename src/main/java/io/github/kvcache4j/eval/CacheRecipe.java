@@ -1,20 +1,27 @@
 package io.github.kvcache4j.eval;
 
+import io.github.kvcache4j.Allocation;
 import io.github.kvcache4j.EvictionPolicy;
+import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Objects;
+import java.util.function.Function;
 
 /**
  * How the evaluator builds a cache for one row of its table: an eviction policy, optionally a LESS
- * residual and optionally a cross-layer sharing plan.
+ * residual, optionally a cross-layer sharing plan, and optionally a rule that shares the
+ * compression budget among heads and layers.
  *
  * @param policy the eviction policy
  * @param less which LESS feature map the residual uses, {@link Less#NONE} for no residual
  * @param sharing the sharing plan, or null when every layer keeps its own KV
+ * @param allocation how the evaluation's budget is shared among the (layer, kv-head) buffers
+ *     (given the evaluation, for rules calibrated on the model), or null for the same budget in
+ *     every buffer
  */
-record CacheRecipe(EvictionPolicy policy, Less less, SharingPlan sharing) {
+record CacheRecipe(EvictionPolicy policy, Less less, SharingPlan sharing, Function<EvalModel, Allocation> allocation) {
 
     /** Seed of the LESS random-feature map (the one docs/less.md reports first). */
     static final long LESS_SEED = 1;
@@ -34,6 +41,29 @@ record CacheRecipe(EvictionPolicy policy, Less less, SharingPlan sharing) {
     CacheRecipe {
         Objects.requireNonNull(policy, "policy");
         Objects.requireNonNull(less, "less");
+    }
+
+    /** Creates a recipe with the same budget in every buffer. */
+    CacheRecipe(EvictionPolicy policy, Less less, SharingPlan sharing) {
+        this(policy, less, sharing, null);
+    }
+
+    /** Returns the recipe of {@code policy} whose budget {@code allocation} shares among the buffers. */
+    static CacheRecipe allocated(EvictionPolicy policy, Function<EvalModel, Allocation> allocation) {
+        return new CacheRecipe(policy, Less.NONE, null, Objects.requireNonNull(allocation, "allocation"));
+    }
+
+    /**
+     * Compresses {@code cache}, which holds a {@code context}-token context in every buffer, to
+     * {@link ContinuationTask#kept} tokens per buffer, or to the same total shared by the
+     * allocation.
+     */
+    void compress(KvCache cache, EvalModel eval, int context, double ratio) {
+        if (allocation == null) {
+            cache.compress(ContinuationTask.kept(context, ratio));
+        } else {
+            cache.compress(ratio, allocation.apply(eval));
+        }
     }
 
     /** Returns the recipe of a plain eviction policy. */

@@ -37,7 +37,7 @@ final class ContinuationTask {
      * @param tokens continuation tokens run through the model over the compressed cache
      * @param nanos wall time of the continuation
      */
-    record Result(double meanNll, double top1, long bytesAfterCompress, long bytesAtEnd, long peakBytes, int tokens,
+    record Result(double meanNll, double top1, long bytesAfterCompress, long heldAfterCompress, long bytesAtEnd, long peakBytes, int tokens,
                   long nanos) {
     }
 
@@ -110,6 +110,7 @@ final class ContinuationTask {
             long t0 = System.nanoTime();
             KvCache cache = p.cache();
             long bytesAfter = cache.stats().residentBytes();
+            long heldAfter = cache.stats().heldBytes() + cache.stats().stateBytes();
             afterCompress.accept(cache);
             int[] fed = Arrays.copyOfRange(window, context, this.window - 1);
             float[] logits = eval.score(cache, fed, context);
@@ -122,7 +123,7 @@ final class ContinuationTask {
                 hits += Scoring.argmax(logits, i, vocab) == target ? 1 : 0;
             }
             long bytesEnd = cache.stats().residentBytes();
-            return new Result(sum / continuation, (double) hits / continuation, bytesAfter, bytesEnd,
+            return new Result(sum / continuation, (double) hits / continuation, bytesAfter, heldAfter, bytesEnd,
                     Math.max(p.bytesBeforeCompress(), bytesEnd), fed.length, System.nanoTime() - t0);
         });
     }

@@ -29,7 +29,8 @@ final class DecodeTimeRun {
 
     /**
      * Runs the protocol on the first {@code windows} windows and every passkey prompt for each
-     * compressing row of {@code rows} (the full cache and sharing plans are skipped).
+     * compressing row of {@code rows} (the full cache, sharing plans and budgets shared among heads
+     * are skipped).
      */
     static List<Row> run(EvalModel eval, List<ResultRow> rows, int[][] windows, List<PasskeyTask.Prompt> passkey) {
         DecodeTimeTask task = new DecodeTimeTask(eval);
@@ -39,6 +40,10 @@ final class DecodeTimeRun {
                 continue;
             }
             CacheRecipe recipe = PolicyRegistry.create(r.policy());
+            if (recipe.allocation() != null) {
+                // A budget shared among heads is a rule of compress; the decode-time bound is per buffer.
+                continue;
+            }
             int budget = ContinuationTask.kept(ContinuationTask.contextOf(eval.window()), r.ratio());
             double nll = 0;
             long peak = 0;

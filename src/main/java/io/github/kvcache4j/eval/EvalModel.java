@@ -17,26 +17,57 @@ import java.util.function.LongConsumer;
  * @param tokensDone called with the number of tokens after every forward call (progress)
  * @param learnedLess the trained LESS feature map for the {@code +less_learned} recipes, or null
  * @param window tokens per continuation window, at most the model's context length
+ * @param headRanking the needle-attention score of every (layer, kv-head) ({@link NeedleHeads}),
+ *     or null before the calibration ran
  */
 record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone,
-                 FeatureMap learnedLess, int window) {
+                 FeatureMap learnedLess, int window, double[] headRanking) {
 
     /** Largest number of tokens fed to the model in one call, so progress moves smoothly. */
     static final int FEED_CHUNK = 256;
 
     /** Creates the evaluation of {@code model} without a trained LESS map, on the default window. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone) {
-        this(model, tokenizer, dtype, tokensDone, null, ContinuationTask.WINDOW);
+        this(model, tokenizer, dtype, tokensDone, null, ContinuationTask.WINDOW, null);
     }
 
     /** Creates the evaluation of {@code model} with a trained LESS map, on the default window. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, FeatureMap learnedLess) {
-        this(model, tokenizer, dtype, tokensDone, learnedLess, ContinuationTask.WINDOW);
+        this(model, tokenizer, dtype, tokensDone, learnedLess, ContinuationTask.WINDOW, null);
     }
 
     /** Creates the evaluation of {@code model} without a trained LESS map, on {@code window} tokens. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, int window) {
-        this(model, tokenizer, dtype, tokensDone, null, window);
+        this(model, tokenizer, dtype, tokensDone, null, window, null);
+    }
+
+    /** Creates the evaluation of {@code model} with a trained LESS map (or null), on {@code window} tokens. */
+    EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, FeatureMap learnedLess,
+              int window) {
+        this(model, tokenizer, dtype, tokensDone, learnedLess, window, null);
+    }
+
+    /** Returns this evaluation with the heads ranked by {@link NeedleHeads#rank} on {@code tokens}. */
+    EvalModel withHeadRanking(int[] tokens) {
+        return new EvalModel(model, tokenizer, dtype, tokensDone, learnedLess, window, NeedleHeads.rank(this, tokens));
+    }
+
+    /**
+     * Returns the head ranking.
+     *
+     * @throws IllegalStateException if the calibration did not run
+     */
+    @Override
+    public double[] headRanking() {
+        if (headRanking == null) {
+            throw new IllegalStateException("the heads were not ranked: a head-split recipe needs withHeadRanking first");
+        }
+        return headRanking;
+    }
+
+    /** Returns whether the heads were ranked. */
+    boolean ranked() {
+        return headRanking != null;
     }
 
     /** Creates a cache of {@code capacity} tokens per (layer, kv-head) built by {@code recipe}. */

@@ -108,12 +108,18 @@ public final class Evaluator {
                 return usageError(err, "--decode-time: " + o.decodeTimeWindows() + " windows, at most --windows ("
                         + o.windows() + ")");
             }
-            long work = work(o, samples, configs, window)
+            boolean ranksHeads = o.policies().contains(PolicyRegistry.DUO_SPLIT);
+            long work = work(o, samples, configs, window) + (ranksHeads ? NeedleHeads.work() : 0)
                     + (heatmap == null ? 0 : NeedleHeatmap.work(heatmap, heatmapPolicies.size()))
                     + (o.decodeTimeWindows() == 0 ? 0
                     : DecodeTimeRun.work(configs - 1, o.decodeTimeWindows(), window, samples.passkey()));
             Progress progress = new Progress(err, work, err == System.err && Progress.stderrIsTerminal());
             EvalModel eval = new EvalModel(model, tok, o.dtype(), progress::advance, learned, window);
+            if (ranksHeads) {
+                eval = eval.withHeadRanking(tokens);
+                out.println("needle attention per (layer, kv-head), highest first: "
+                        + NeedleHeads.describe(eval.headRanking(), model.config().kvHeads(), 8));
+            }
             List<ResultRow> rows = evaluate(o, eval, tokens, samples);
             List<NeedleHeatmap.Map> maps = heatmap == null ? List.of()
                     : NeedleHeatmap.run(eval, heatmap, heatmapPolicies, o.heatmapRatio(), tokens, tokens.length / 4);

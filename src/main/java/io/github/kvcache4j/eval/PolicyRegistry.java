@@ -1,5 +1,6 @@
 package io.github.kvcache4j.eval;
 
+import io.github.kvcache4j.Allocation;
 import io.github.kvcache4j.Policies;
 import io.github.kvcache4j.eval.CacheRecipe.Less;
 import io.github.kvcache4j.sharing.SharingPlan;
@@ -16,6 +17,16 @@ final class PolicyRegistry {
 
     /** The name of the full cache, the baseline every other policy is compared with. */
     static final String FULL = "full";
+
+    /** The DuoAttention-style split, which needs the heads ranked ({@link EvalModel#withHeadRanking}). */
+    static final String DUO_SPLIT = "duo_split";
+    /** Ada-KV's safeguard fraction (Feng et al. 2024; kvpress {@code AdaKVPress} alpha_safeguard). */
+    static final double ADAKV_SAFEGUARD = 0.2;
+    /** PyramidKV's beta (kvpress {@code PyramidKVPress}). */
+    static final double PYRAMID_BETA = 20;
+    /** Sinks and recent window of the split's streaming heads: one 64-token block. */
+    static final int DUO_SINKS = 4;
+    static final int DUO_RECENT = 60;
 
     private static final Map<String, Supplier<CacheRecipe>> POLICIES = new LinkedHashMap<>();
 
@@ -39,6 +50,13 @@ final class PolicyRegistry {
         POLICIES.put("snapkv+less_learned", () -> new CacheRecipe(Policies.snapKv(), Less.LEARNED, null));
         POLICIES.put("streaming_llm+less_learned",
                 () -> new CacheRecipe(Policies.streamingLlm(), Less.LEARNED, null));
+        // Budgets shared among heads and layers at the same total (docs/memory.md): Ada-KV and
+        // PyramidKV (kvpress's beta 20) on SnapKV's scores, and a DuoAttention-style split whose
+        // retrieval heads are the ones that attend most to a needle (NeedleHeads).
+        POLICIES.put("adakv_snapkv", () -> CacheRecipe.allocated(Policies.snapKv(), e -> Allocation.adaptive(ADAKV_SAFEGUARD)));
+        POLICIES.put("pyramidkv_snapkv", () -> CacheRecipe.allocated(Policies.snapKv(), e -> Allocation.pyramid(PYRAMID_BETA)));
+        POLICIES.put(DUO_SPLIT, () -> CacheRecipe.allocated(Policies.full(),
+                e -> Allocation.headSplit(e.headRanking(), DUO_SINKS, DUO_RECENT)));
         // Training-free sharing plans that KVSharer's rule chose for austen-base on a calibration
         // text before the evaluation windows (docs/sharing.md): 2 and 4 of 8 layers read another.
         POLICIES.put("share2", () -> new CacheRecipe(Policies.full(), Less.NONE, SharingPlan.parse("0_1_2_3_4_5_5_5")));

@@ -10,7 +10,7 @@ import java.util.Locale;
 /** Formats the report rows as a text table and as CSV. */
 final class ResultTable {
 
-    private static final String[] CSV_HEADER = {"policy", "ratio", "kept_tokens", "kv_bytes", "kv_bytes_end",
+    private static final String[] CSV_HEADER = {"policy", "ratio", "kept_tokens", "kv_bytes", "held_bytes", "kv_bytes_end",
         "kv_bytes_peak",
         "mean_nll", "perplexity", "delta_nll", "top1", "passkey_acc", "key_resident", "copy_nll", "copy_top1",
         "span_resident", "tokens_per_s"};
@@ -21,11 +21,11 @@ final class ResultTable {
     /** Returns the rows as an aligned text table (KV memory in MiB). */
     static String format(List<ResultRow> rows) {
         List<String[]> cells = new ArrayList<>();
-        cells.add(new String[] {"policy", "ratio", "kept", "KV MiB", "NLL", "PPL", "dNLL", "passkey",
+        cells.add(new String[] {"policy", "ratio", "kept", "KV MiB", "held MiB", "NLL", "PPL", "dNLL", "passkey",
             "key kept", "copy NLL", "copy top1", "tok/s"});
         for (ResultRow r : rows) {
             cells.add(new String[] {r.policy(), f("%.2f", r.ratio()), Integer.toString(r.kept()),
-                f("%.2f", r.kvBytes() / (1 << 20)), f("%.4f", r.nll()), f("%.2f", r.perplexity()),
+                f("%.2f", r.kvBytes() / (1 << 20)), f("%.2f", r.heldBytes() / (1 << 20)), f("%.4f", r.nll()), f("%.2f", r.perplexity()),
                 f("%+.4f", r.deltaNll()), f("%.2f", r.passkey()), f("%.2f", r.keyResident()),
                 f("%.3f", r.copyNll()), f("%.3f", r.copyTop1()), f("%.0f", r.tokensPerSecond())});
         }
@@ -56,7 +56,7 @@ final class ResultTable {
         StringBuilder sb = new StringBuilder(String.join(",", CSV_HEADER)).append('\n');
         for (ResultRow r : rows) {
             sb.append(String.join(",", r.policy(), num(r.ratio()), Integer.toString(r.kept()),
-                    num(Math.rint(r.kvBytes())), num(Math.rint(r.kvBytesEnd())), Long.toString(r.kvBytesPeak()), num(r.nll()),
+                    num(Math.rint(r.kvBytes())), num(Math.rint(r.heldBytes())), num(Math.rint(r.kvBytesEnd())), Long.toString(r.kvBytesPeak()), num(r.nll()),
                     num(r.perplexity()), num(r.deltaNll()), num(r.top1()), num(r.passkey()),
                     num(r.keyResident()), num(r.copyNll()), num(r.copyTop1()), num(r.spanResident()),
                     num(Math.rint(r.tokensPerSecond())))).append('\n');

@@ -53,7 +53,8 @@ final class SharedPrefill {
 
     /**
      * Prefills {@code context} (positions {@code 0 ..}) into a cache of {@code capacity} tokens per
-     * configuration, then compresses each to {@code floor(context.length * (1 - ratio))}. Caches
+     * configuration, then compresses each to {@code floor(context.length * (1 - ratio))} (per buffer,
+     * or in total as the recipe's allocation shares it). Caches
      * are returned in the order of {@code configs}; on an exception every cache made is closed.
      */
     List<Prefilled> run(List<Config> configs, int[] context, int capacity) {
@@ -76,7 +77,7 @@ final class SharedPrefill {
                 out[i] = new Prefilled(cache, out[i].lastLogits(), cache.stats().residentBytes());
                 double ratio = configs.get(i).ratio();
                 if (ratio > 0) {
-                    cache.compress(ContinuationTask.kept(context.length, ratio));
+                    configs.get(i).recipe().compress(cache, eval, context.length, ratio);
                 }
             }
             return Arrays.asList(out);

@@ -7,6 +7,7 @@ final class Tally {
 
     private final double[] windowNll;
     private double bytes;
+    private double held;
     private double bytesEnd;
     private long peakBytes;
     private double top1;
@@ -29,6 +30,7 @@ final class Tally {
     void add(int w, ContinuationTask.Result r) {
         windowNll[w] = r.meanNll();
         bytes += r.bytesAfterCompress();
+        held += r.heldAfterCompress();
         bytesEnd += r.bytesAtEnd();
         peakBytes = Math.max(peakBytes, r.peakBytes());
         top1 += r.top1();
@@ -60,7 +62,7 @@ final class Tally {
     ResultRow row(String policy, double ratio, int kept, double fullNll) {
         int n = windowNll.length;
         double nll = nll();
-        return new ResultRow(policy, ratio, kept, bytes / n, bytesEnd / n, peakBytes, nll, nll - fullNll, top1 / n,
+        return new ResultRow(policy, ratio, kept, bytes / n, held / n, bytesEnd / n, peakBytes, nll, nll - fullNll, top1 / n,
                 windowNll.clone(), (double) passkeyCorrect / passkeyPrompts, keyResident / passkeyPrompts,
                 copyNll / copyPrompts, copyTop1 / copyPrompts, spanResident / copyPrompts, tokens / (nanos / 1e9));
     }

@@ -137,8 +137,8 @@ class EvaluatorCliTest {
         List<String> csv = Files.readAllLines(dir.resolve("out").resolve("results.csv"));
         assertEquals(3, csv.size(), "header, full, knorm 0.5");
         assertTrue(csv.get(0).startsWith("policy,ratio,kept_tokens,kv_bytes"), csv.get(0));
-        assertTrue(csv.get(1).startsWith("full,0,1536,12582912,"), csv.get(1));
-        assertTrue(csv.get(2).startsWith("knorm,0.5,768,6291456,"), csv.get(2));
+        assertTrue(csv.get(1).startsWith("full,0,1536,12582912,12582912,"), csv.get(1));
+        assertTrue(csv.get(2).startsWith("knorm,0.5,768,6291456,6291456,"), csv.get(2));
         assertEquals(3, Files.readAllLines(dir.resolve("out").resolve("windows.csv")).size());
         byte[] png = Files.readAllBytes(dir.resolve("out").resolve("nll-vs-kv-memory.png"));
         assertEquals((byte) 0x89, png[0]);

@@ -3,7 +3,9 @@ package io.github.kvcache4j.eval;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.github.kvcache4j.CacheStats;
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.less.FeatureMap;
@@ -69,6 +71,45 @@ class SharedPrefillTest {
         // CORM drops keys during the prefill; first in the group, its attention would feed the model.
         configs.addFirst(configs.remove(List.of(POLICIES).indexOf("corm")));
         assertSharedEqualsOwn(configs);
+    }
+
+    @Test
+    void budgetsSharedAmongHeadsKeepTheUniformTotal() {
+        double[] ranking = NeedleHeads.rank(eval, tokens, 2, 512);
+        int buffers = model.config().layers() * model.config().kvHeads();
+        assertEquals(buffers, ranking.length);
+        double mean = Arrays.stream(ranking).average().orElseThrow();
+        double top = Arrays.stream(ranking).max().orElseThrow();
+        for (double s : ranking) {
+            assertTrue(s >= 0 && s <= 1, "a needle's share of the attention is a probability: " + Arrays.toString(ranking));
+        }
+        assertTrue(top > 2 * mean, "the retrieval model has heads that look at the needle: " + Arrays.toString(ranking));
+        EvalModel ranked = new EvalModel(model, eval.tokenizer(), DType.F32, n -> { }, null, eval.window(), ranking);
+        int[] context = Arrays.copyOfRange(tokens, 20_000, 20_300);
+        context[0] = eval.tokenizer().bos();
+        List<SharedPrefill.Config> configs = new ArrayList<>();
+        for (String p : new String[] {"snapkv", "adakv_snapkv", "pyramidkv_snapkv", PolicyRegistry.DUO_SPLIT}) {
+            configs.add(new SharedPrefill.Config(PolicyRegistry.create(p), 0.5));
+        }
+        List<SharedPrefill.Prefilled> caches = new SharedPrefill(ranked).run(configs, context, 320);
+        try {
+            long uniform = (long) buffers * ContinuationTask.kept(context.length, 0.5);
+            for (int i = 0; i < caches.size(); i++) {
+                CacheStats s = caches.get(i).cache().stats();
+                assertEquals(uniform, s.totalResident(), configs.get(i).recipe() + " keeps the uniform total");
+                long distinct = Arrays.stream(s.resident()).flatMapToInt(Arrays::stream).distinct().count();
+                assertTrue(i == 0 ? distinct == 1 : distinct > 1, configs.get(i).recipe() + ": " + s);
+            }
+            int[][] duo = caches.get(3).cache().stats().resident();
+            int best = 0;
+            for (int b = 1; b < buffers; b++) {
+                best = ranking[b] > ranking[best] ? b : best;
+            }
+            assertEquals(context.length, duo[best / model.config().kvHeads()][best % model.config().kvHeads()],
+                    "the best-ranked head is a retrieval head");
+        } finally {
+            caches.forEach(p -> p.cache().close());
+        }
     }
 
     private void assertSharedEqualsOwn(List<SharedPrefill.Config> configs) {
