@@ -284,6 +284,7 @@ class PolicyRandomizedTest {
         SplittableRandom random = new SplittableRandom(seed);
         long decisions = 0;
         long victims = 0;
+        long keepScores = 0;
         for (int sequence = 0; sequence < SEQUENCES; sequence++) {
             String context = test + " seed=" + seed + " sequence=" + sequence;
             Setup setup = setups.apply(random);
@@ -300,8 +301,10 @@ class PolicyRandomizedTest {
             }
             decisions += rec.decisions;
             victims += rec.victimsChecked;
+            keepScores += rec.keepScoresChecked;
         }
-        System.out.println(test + ": " + decisions + " decisions, " + victims + " victims checked");
+        System.out.println(test + ": " + decisions + " decisions, " + victims + " victims checked, " + keepScores
+                + " keep-score rankings checked");
         assertTrue(decisions > SEQUENCES, "seed=" + seed + ": too few decisions were checked: " + decisions);
     }
 

@@ -62,6 +62,7 @@ final class RecordingPolicy implements EvictionPolicy {
     private List<Map<Integer, Double>> norms;
     long decisions;
     long victimsChecked;
+    long keepScoresChecked;
 
     RecordingPolicy(EvictionPolicy inner, Reference reference, String context, double tolerance) {
         this.inner = inner;
@@ -159,7 +160,38 @@ final class RecordingPolicy implements EvictionPolicy {
                 } else {
                     check(layer, kvHead, victims, chosen, count, reason == Reason.COMPRESS);
                 }
+                if (reason == Reason.COMPRESS) {
+                    checkKeepScores(b, view, count, victims, chosen);
+                }
                 return chosen;
+            }
+
+            /**
+             * The keep scores a head-wise allocation ranks by must order the tokens as the
+             * policy's own victims do: every victim scores no higher than every kept token, and
+             * when the policy names fewer than asked, every kept token is protected.
+             */
+            private void checkKeepScores(int b, BufferView view, int count, int[] victims, int chosen) {
+                double[] s = new double[view.resident()];
+                if (!t.keepScores(b, view, count, s)) {
+                    return;
+                }
+                boolean[] victim = new boolean[s.length];
+                double highestVictim = Double.NEGATIVE_INFINITY;
+                for (int i = 0; i < chosen; i++) {
+                    victim[victims[i]] = true;
+                    assertTrue(Double.isFinite(s[victims[i]]), context + ": a victim is protected: " + s[victims[i]]);
+                    highestVictim = Math.max(highestVictim, s[victims[i]]);
+                }
+                for (int j = 0; j < s.length; j++) {
+                    if (!victim[j]) {
+                        assertTrue(s[j] >= highestVictim, context + ": slot " + j + " is kept with keep score " + s[j]
+                                + " below a victim's " + highestVictim);
+                        assertTrue(chosen == count || s[j] == Double.POSITIVE_INFINITY,
+                                context + ": " + chosen + " of " + count + " victims, yet slot " + j + " is not protected");
+                    }
+                }
+                keepScoresChecked++;
             }
 
             private void checkVoluntary(int layer, int kvHead, int[] victims, int chosen) {
