@@ -11,9 +11,10 @@ import java.util.stream.IntStream;
 /**
  * Ranks (layer, kv-head) pairs for a DuoAttention-style split ({@link io.github.kvcache4j.Allocation#headSplit})
  * by how much attention they pay to a needle: on synthetic passkey prompts built from a stretch
- * of text the evaluation does not score, every query of the question gives, per query head, the
- * attention weight that falls on the needle's key digits; a kv-head's score is the mean over its
- * group's query heads, the question's tokens and the prompts. Retrieval heads, which the split
+ * of text the evaluation does not score, the queries that retrieve the key (the question's last
+ * token and the answer's digits, teacher-forced) give, per query head, the attention weight that
+ * falls on the needle's key digits; a kv-head's score is the mean over its group's query heads,
+ * those queries and the prompts. Retrieval heads, which the split
  * keeps whole, are the ones with the highest scores (DuoAttention, Xiao et al. 2024, finds them by
  * optimisation on synthetic passkey data; the attention mass is the training-free stand-in).
  */
@@ -53,10 +54,14 @@ final class NeedleHeads {
         for (int i = 0; i < prompts; i++) {
             String key = String.format(Locale.ROOT, "%05d", keys.nextInt(10_000, 100_000));
             PasskeyTask.Prompt p = PasskeyTask.build(eval.tokenizer(), filler, context, (i + 0.5) / prompts, key);
-            probe.watch(p.keyPositions(), p.context().length);
-            try (KvCache cache = eval.newCache(CacheRecipe.of(probe), p.context().length + p.question().length)) {
+            // The queries that retrieve: the question's last token (it predicts the first digit)
+            // and the answer's digits but the last, fed as the model would have produced them.
+            int[] asked = Arrays.copyOf(p.question(), p.question().length + p.answer().length - 1);
+            System.arraycopy(p.answer(), 0, asked, p.question().length, p.answer().length - 1);
+            probe.watch(p.keyPositions(), p.context().length + p.question().length - 1);
+            try (KvCache cache = eval.newCache(CacheRecipe.of(probe), p.context().length + asked.length)) {
                 eval.prefill(cache, p.context(), 0, p.context().length, 0);
-                eval.score(cache, p.question(), p.context().length);
+                eval.score(cache, asked, p.context().length);
             }
         }
         return probe.scores();
@@ -86,14 +91,14 @@ final class NeedleHeads {
             this.rows = new long[buffers];
         }
 
-        void watch(int[][] keyPositions, int questionStart) {
-            needle = new boolean[questionStart];
+        void watch(int[][] keyPositions, int firstQuery) {
+            needle = new boolean[firstQuery];
             for (int[] run : keyPositions) {
                 for (int p : run) {
                     needle[p] = true;
                 }
             }
-            from = questionStart;
+            from = firstQuery;
         }
 
         double[] scores() {
