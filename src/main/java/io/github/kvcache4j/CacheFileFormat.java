@@ -1,0 +1,140 @@
+package io.github.kvcache4j;
+
+import io.github.kvcache4j.layout.KeyTiles;
+import io.github.kvcache4j.store.KvStore;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * The layout of a saved cache, version {@value #VERSION} ({@code docs/sessions.md} has the
+ * table): the magic and version, then the sections CONFIG, STATS, STORE, POLICY and LESS in this
+ * order, each a little-endian {@code int} tag, a {@code long} payload length, the payload and the
+ * payload's CRC32C as an {@code int}. The sizes and limits every writer and reader uses are
+ * computed here.
+ */
+final class CacheFileFormat {
+
+    /** The first bytes of a saved cache. */
+    static final byte[] MAGIC = "KVC4JSES".getBytes(StandardCharsets.US_ASCII);
+    /** The format version this code writes and reads. */
+    static final int VERSION = 1;
+    /** A section's tag and payload length. */
+    static final int SECTION_HEADER_BYTES = Integer.BYTES + Long.BYTES;
+
+    static final int TAG_CONFIG = 1;
+    static final int TAG_STATS = 2;
+    static final int TAG_STORE = 3;
+    static final int TAG_POLICY = 4;
+    static final int TAG_LESS = 5;
+
+    /** The staging buffer of reads and writes. */
+    static final int IO_BUFFER_BYTES = 1 << 20;
+    /** The most bytes a CONFIG section may hold: dimensions, the sharing plan and two names. */
+    static final long MAX_CONFIG_BYTES = 1 << 20;
+    /** The longest name (policy, storage type, feature map) in bytes. */
+    static final int MAX_NAME_BYTES = 4096;
+    /** The system property that bounds what a load may reserve, in bytes. */
+    static final String MAX_BYTES_PROPERTY = "kvcache4j.load.maxBytes";
+    /** What a load may reserve when {@value #MAX_BYTES_PROPERTY} is not set: 8 GiB. */
+    static final long DEFAULT_MAX_BYTES = 8L << 30;
+    /** Heap bytes per slot a cache and its tracker keep, an upper estimate for the load limit. */
+    private static final int HEAP_BYTES_PER_SLOT = 64;
+    /** Bit 0 of a buffer's flags: its slots are in increasing position order. */
+    static final int FLAG_ORDERED = 1;
+
+    private CacheFileFormat() {
+    }
+
+    /**
+     * Returns the native-order layout of one stored element of {@code dtype}, or null when
+     * version {@value #VERSION} has no saved form for it.
+     */
+    static ValueLayout element(DType dtype) {
+        return switch (dtype.name()) {
+            case "F32" -> ValueLayout.JAVA_INT_UNALIGNED;
+            case "F16", "BF16" -> ValueLayout.JAVA_SHORT_UNALIGNED;
+            default -> null;
+        };
+    }
+
+    /**
+     * Returns the index of the first of {@code count} elements of {@code dtype} at byte
+     * {@code offset} of {@code seg} that is NaN or infinite, or -1 when all are finite.
+     */
+    static int firstNonFinite(DType dtype, MemorySegment seg, long offset, int count) {
+        if (dtype == DType.F32) {
+            for (int i = 0; i < count; i++) {
+                int bits = seg.get(ValueLayout.JAVA_INT_UNALIGNED, offset + 4L * i);
+                if ((bits & 0x7F80_0000) == 0x7F80_0000) {
+                    return i;
+                }
+            }
+            return -1;
+        }
+        int exponent = dtype == DType.F16 ? 0x7C00 : 0x7F80;
+        for (int i = 0; i < count; i++) {
+            short bits = seg.get(ValueLayout.JAVA_SHORT_UNALIGNED, offset + 2L * i);
+            if ((bits & exponent) == exponent) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /** Returns the STORE payload bytes of a buffer holding {@code size} slots of {@code rowBytes}-byte rows. */
+    static long bufferBytes(int size, long rowBytes) {
+        return 2L * Integer.BYTES + 2L * Integer.BYTES * size
+                + (long) KvStore.blocksFor(size) * 2 * KeyTiles.TILE * rowBytes;
+    }
+
+    /** Returns the STORE payload bytes of {@code store}. */
+    static long storeBytes(KvStore store) {
+        long rowBytes = store.bytesPerSlot() / 2;
+        long sum = 0;
+        for (int b = 0; b < store.buffers(); b++) {
+            sum += bufferBytes(store.size(b), rowBytes);
+        }
+        return sum;
+    }
+
+    /** Returns the STATS payload bytes of a cache of {@code layers} layers. */
+    static long statsBytes(int layers) {
+        return Long.BYTES + Integer.BYTES + (long) Integer.BYTES * layers;
+    }
+
+    /** Returns the LESS payload bytes of {@code buffers} buffers of {@code stateFloats} floats each. */
+    static long lessBytes(int buffers, int stateFloats) {
+        return (long) buffers * (Long.BYTES + (long) Float.BYTES * stateFloats);
+    }
+
+    /** Returns the number of store buffers of {@code config}: source layers times kv-heads. */
+    static int buffers(KvCacheConfig config) {
+        return config.sourceLayerCount() * config.kvHeads();
+    }
+
+    /**
+     * Returns an upper estimate of the bytes a cache of {@code config} reserves: its private
+     * pool's blocks unless it draws on a shared pool, and its per-slot heap tables.
+     */
+    static long reserveBytes(KvCacheConfig config, boolean privatePool) {
+        long slots = (long) buffers(config) * KeyTiles.roundToTiles((long) config.capacity());
+        long rowBytes = (long) config.headDim() * config.dtype().bytes();
+        double bytes = (double) slots * (HEAP_BYTES_PER_SLOT + (privatePool ? 2 * rowBytes + 1 : 0));
+        return bytes > Long.MAX_VALUE ? Long.MAX_VALUE : (long) bytes;
+    }
+
+    /** Returns the most bytes a load may reserve: {@value #MAX_BYTES_PROPERTY}, else 8 GiB. */
+    static long maxLoadBytes() {
+        String v = System.getProperty(MAX_BYTES_PROPERTY);
+        if (v == null) {
+            return DEFAULT_MAX_BYTES;
+        }
+        try {
+            return Long.parseLong(v.trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalStateException("system property " + MAX_BYTES_PROPERTY + " must be a number of bytes, got "
+                    + v, e);
+        }
+    }
+}
