@@ -115,12 +115,17 @@ final class CacheFileFormat {
 
     /**
      * Returns an upper estimate of the bytes a cache of {@code config} reserves: its private
-     * pool's blocks unless it draws on a shared pool, and its per-slot heap tables.
+     * pool's blocks unless it draws on a shared pool, its per-slot heap tables and a policy's
+     * per-slot state (both may grow with the group size), and the attention weights of each
+     * kv-head ({@code groupSize} floats per slot).
      */
     static long reserveBytes(KvCacheConfig config, boolean privatePool) {
-        long slots = (long) buffers(config) * KeyTiles.roundToTiles((long) config.capacity());
-        long rowBytes = (long) config.headDim() * config.dtype().bytes();
-        double bytes = (double) slots * (HEAP_BYTES_PER_SLOT + (privatePool ? 2 * rowBytes + 1 : 0));
+        double tiles = KeyTiles.roundToTiles((long) config.capacity());
+        double slots = buffers(config) * tiles;
+        double rowBytes = (double) config.headDim() * config.dtype().bytes();
+        double perSlot = HEAP_BYTES_PER_SLOT + 8.0 * config.groupSize() + (privatePool ? 2 * rowBytes : 0);
+        double weights = (double) config.kvHeads() * config.groupSize() * tiles * Float.BYTES;
+        double bytes = slots * perSlot + weights;
         return bytes > Long.MAX_VALUE ? Long.MAX_VALUE : (long) bytes;
     }
 

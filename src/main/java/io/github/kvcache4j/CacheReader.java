@@ -52,10 +52,9 @@ final class CacheReader {
         ValueLayout element = CacheFileFormat.element(cfg.dtype());
         in.check(element != null, "storage type " + cfg.dtype() + " has no saved form in version "
                 + CacheFileFormat.VERSION);
-        if (pool != null && (pool.headDim() != cfg.headDim() || pool.dtype() != cfg.dtype())) {
-            throw new IllegalArgumentException("pool: its blocks hold " + pool.headDim() + " " + pool.dtype()
-                    + " elements per row, the file " + cfg.headDim() + " " + cfg.dtype());
-        }
+        in.check(pool == null || pool.headDim() == cfg.headDim() && pool.dtype() == cfg.dtype(),
+                "the file holds rows of " + cfg.headDim() + " " + cfg.dtype() + " elements, the pool's blocks "
+                + (pool == null ? "" : pool.headDim() + " " + pool.dtype()));
         long reserve = CacheFileFormat.reserveBytes(cfg, pool == null);
         long max = CacheFileFormat.maxLoadBytes();
         in.check(reserve <= max, "a cache of " + cfg + " reserves about " + reserve + " bytes, more than "

@@ -191,7 +191,16 @@ final class ConfigCodec {
                     .poolExhaustion(modes[s.exhaustion]).kvSourceLayers(s.sources).policy(policy(s));
             switch (s.lessKind) {
                 case NO_MAP -> { }
-                case FAVOR -> b.less(FeatureMap.positiveRandom(s.headDim, s.lessRank, s.lessSeed));
+                case FAVOR -> {
+                    // the map and the residual grow with rank x headDim: bound them before the map is drawn
+                    double bytes = (double) s.lessRank * s.headDim * Float.BYTES * ((double) s.layers * s.kvHeads + 1);
+                    if (s.lessRank < 1 || s.headDim < 1 || bytes > CacheFileFormat.maxLoadBytes()) {
+                        throw new IllegalArgumentException("LESS rank " + s.lessRank + " with headDim " + s.headDim
+                                + " is below 1 or needs about " + (long) bytes + " bytes, more than "
+                                + CacheFileFormat.MAX_BYTES_PROPERTY + " (" + CacheFileFormat.maxLoadBytes() + ")");
+                    }
+                    b.less(FeatureMap.positiveRandom(s.headDim, s.lessRank, s.lessSeed));
+                }
                 default -> throw new IllegalArgumentException("LESS map " + s.lessName
                         + " cannot be rebuilt from the file: pass the config to load");
             }
@@ -201,7 +210,7 @@ final class ConfigCodec {
                 throw new IllegalArgumentException("the rebuilt configuration differs in " + differs);
             }
             return config;
-        } catch (IllegalArgumentException e) {
+        } catch (IllegalArgumentException | ArithmeticException e) {
             throw new CacheFormatException("section CONFIG: " + e.getMessage(), e);
         }
     }

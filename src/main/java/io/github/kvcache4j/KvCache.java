@@ -76,10 +76,9 @@ public interface KvCache extends AutoCloseable {
      * Loads a cache saved by {@link #save(Path)}; see {@link #load(ReadableByteChannel, KvCacheConfig, KvPool)}.
      *
      * @throws CacheFormatException if the file is not a saved cache, is corrupt, or does not match
-     *     {@code config} (nothing stays allocated)
+     *     {@code config} or {@code pool} (nothing stays allocated)
      * @throws IOException if the file cannot be read
      * @throws NullPointerException if {@code file} is null
-     * @throws IllegalArgumentException if {@code pool} does not hold the file's rows
      * @throws PoolExhaustedException if {@code pool} has too few free blocks for the rows
      */
     static KvCache load(Path file, KvCacheConfig config, KvPool pool) throws IOException {
@@ -99,10 +98,10 @@ public interface KvCache extends AutoCloseable {
      *     policy and no LESS map or a positive-random one
      * @param pool the shared pool to load onto, or null for a private one
      * @throws CacheFormatException if the bytes are not a saved cache, are corrupt or truncated,
-     *     or do not match {@code config} (nothing stays allocated)
+     *     or do not match {@code config} or hold rows {@code pool}'s blocks cannot (nothing stays
+     *     allocated)
      * @throws IOException if {@code in} fails
      * @throws NullPointerException if {@code in} is null
-     * @throws IllegalArgumentException if {@code pool} does not hold the file's rows
      * @throws PoolExhaustedException if {@code pool} has too few free blocks for the rows
      */
     static KvCache load(ReadableByteChannel in, KvCacheConfig config, KvPool pool) throws IOException {
