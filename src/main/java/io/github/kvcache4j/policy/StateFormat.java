@@ -2,13 +2,14 @@ package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy.Shape;
 import io.github.kvcache4j.EvictionPolicy.Tracker;
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
 import java.io.DataInput;
 import java.io.DataInputStream;
 import java.io.DataOutput;
 import java.io.DataOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.util.Arrays;
 
 /**
  * The shared parts of the built-in trackers' saved state: a header naming the format, the
@@ -69,14 +70,91 @@ final class StateFormat {
      * shape, and returns it: the copy shares nothing with {@code from}.
      */
     static <T extends Tracker> T copyInto(Tracker from, T blank) {
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        try {
-            from.saveState(new DataOutputStream(bytes));
-            blank.restoreState(new DataInputStream(new ByteArrayInputStream(bytes.toByteArray())));
-        } catch (IOException e) {
-            throw new IllegalStateException(from.getClass().getName() + " cannot restore the state it saved", e);
-        }
+        transfer(from::saveState, in -> {
+            blank.restoreState(in);
+            return () -> {
+            };
+        }, from.getClass().getName()).run();
         return blank;
+    }
+
+    /**
+     * The bytes of a copy: a growable array written and then read without the locks of
+     * {@link java.io.ByteArrayOutputStream} and {@link java.io.ByteArrayInputStream}, which a fork of a few
+     * hundred thousand slots would take once per value.
+     */
+    private static final class Bytes extends OutputStream {
+        private byte[] data = new byte[1 << 12];
+        private int size;
+
+        @Override
+        public void write(int b) {
+            room(1);
+            data[size++] = (byte) b;
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) {
+            room(len);
+            System.arraycopy(b, off, data, size, len);
+            size += len;
+        }
+
+        private void room(int n) {
+            if (size + n > data.length) {
+                data = Arrays.copyOf(data, Math.max(size + n, 2 * data.length));
+            }
+        }
+
+        InputStream reader() {
+            return new InputStream() {
+                private int at;
+
+                @Override
+                public int read() {
+                    return at < size ? data[at++] & 0xFF : -1;
+                }
+
+                @Override
+                public int read(byte[] b, int off, int len) {
+                    if (at >= size) {
+                        return len == 0 ? 0 : -1;
+                    }
+                    int n = Math.min(len, size - at);
+                    System.arraycopy(data, at, b, off, n);
+                    at += n;
+                    return n;
+                }
+            };
+        }
+    }
+
+    /** Writes part of a tracker's state. */
+    @FunctionalInterface
+    interface Saver {
+        /** Writes the state to {@code out}. */
+        void save(DataOutput out) throws IOException;
+    }
+
+    /** Reads part of a tracker's state and returns the action that installs it. */
+    @FunctionalInterface
+    interface Restorer {
+        /** Reads the state from {@code in}. */
+        Runnable restore(DataInput in) throws IOException;
+    }
+
+    /**
+     * Passes what {@code saver} writes to {@code restorer} and returns the restorer's action; a
+     * failure means the tracker of class {@code owner} cannot read what it wrote.
+     */
+    static Runnable transfer(Saver saver, Restorer restorer, String owner) {
+        Bytes bytes = new Bytes();
+        try {
+            saver.save(new DataOutputStream(bytes));
+            return restorer.restore(new DataInputStream(bytes.reader()));
+        } catch (IOException e) {
+            throw new IllegalStateException(owner + " cannot restore the state it saved", e);
+        }
     }
 
     /** Reads a count in {@code [0, max]}, named {@code what} in the message. */
