@@ -59,27 +59,31 @@ final class CacheFileFormat {
     }
 
     /**
-     * Returns the index of the first of {@code count} elements of {@code dtype} at byte
-     * {@code offset} of {@code seg} that is NaN or infinite, or -1 when all are finite.
+     * Returns whether all {@code count} elements of {@code dtype} at byte {@code offset} of
+     * {@code seg} are finite. An element is NaN or infinite when its exponent bits are all set;
+     * eight bytes are tested at once: with {@code y = (x & E) ^ E} per lane ({@code E} the
+     * exponent mask), a lane is non-finite iff it is zero, and {@code (y - L) & ~y & H} (lowest and
+     * highest lane bits) is non-zero iff some lane is.
      */
-    static int firstNonFinite(DType dtype, MemorySegment seg, long offset, int count) {
-        if (dtype == DType.F32) {
-            for (int i = 0; i < count; i++) {
-                int bits = seg.get(ValueLayout.JAVA_INT_UNALIGNED, offset + 4L * i);
-                if ((bits & 0x7F80_0000) == 0x7F80_0000) {
-                    return i;
-                }
-            }
-            return -1;
+    static boolean allFinite(DType dtype, MemorySegment seg, long offset, int count) {
+        boolean wide = dtype == DType.F32;
+        long exponent = wide ? 0x7F80_0000_7F80_0000L : dtype == DType.F16 ? 0x7C00_7C00_7C00_7C00L
+                : 0x7F80_7F80_7F80_7F80L;
+        long low = wide ? 0x0000_0001_0000_0001L : 0x0001_0001_0001_0001L;
+        long high = wide ? 0x8000_0000_8000_0000L : 0x8000_8000_8000_8000L;
+        long bytes = (long) count * (wide ? 4 : 2);
+        long end = offset + bytes / 8 * 8;
+        long any = 0;
+        for (long at = offset; at < end; at += 8) {
+            long y = (seg.get(ValueLayout.JAVA_LONG_UNALIGNED, at) & exponent) ^ exponent;
+            any |= (y - low) & ~y & high;
         }
-        int exponent = dtype == DType.F16 ? 0x7C00 : 0x7F80;
-        for (int i = 0; i < count; i++) {
-            short bits = seg.get(ValueLayout.JAVA_SHORT_UNALIGNED, offset + 2L * i);
-            if ((bits & exponent) == exponent) {
-                return i;
-            }
+        int mask = (int) exponent;
+        for (long at = end; at < offset + bytes; at += wide ? 4 : 2) {
+            int bits = wide ? seg.get(ValueLayout.JAVA_INT_UNALIGNED, at) : seg.get(ValueLayout.JAVA_SHORT_UNALIGNED, at);
+            any |= (bits & mask & (wide ? -1 : 0xFFFF)) == (mask & (wide ? -1 : 0xFFFF)) ? 1 : 0;
         }
-        return -1;
+        return any == 0;
     }
 
     /** Returns the STORE payload bytes of a buffer holding {@code size} slots of {@code rowBytes}-byte rows. */

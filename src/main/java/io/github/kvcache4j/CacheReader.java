@@ -2,11 +2,12 @@ package io.github.kvcache4j;
 
 import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.sharing.SharingPlan;
+import io.github.kvcache4j.store.HeapBytes;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
-import java.io.ByteArrayInputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.channels.FileChannel;
@@ -156,8 +157,7 @@ final class CacheReader {
             throws IOException {
         int count = TILE * store.headDim();
         in.getElements(tile, element, 0, count);
-        int bad = CacheFileFormat.firstNonFinite(store.dtype(), tile, 0, count);
-        in.check(bad < 0, where + " element " + bad + " is NaN or infinite");
+        in.check(CacheFileFormat.allFinite(store.dtype(), tile, 0, count), where + " hold a NaN or an infinity");
     }
 
     private static int[] sourceLayers(KvCacheConfig config) {
@@ -176,7 +176,7 @@ final class CacheReader {
         in.begin("POLICY", CacheFileFormat.TAG_POLICY, Math.min(max, Integer.MAX_VALUE - 8));
         byte[] state = in.getRest();
         in.end();
-        ByteArrayInputStream bytes = new ByteArrayInputStream(state);
+        InputStream bytes = HeapBytes.reader(state, state.length);
         try {
             tracker.restoreState(new DataInputStream(bytes));
         } catch (IOException | RuntimeException e) {

@@ -1,9 +1,9 @@
 package io.github.kvcache4j;
 
 import io.github.kvcache4j.layout.KeyTiles;
+import io.github.kvcache4j.store.HeapBytes;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
-import java.io.ByteArrayOutputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -70,7 +70,7 @@ final class CacheWriter {
                     + " saves F32, F16 and BF16 rows, not " + config.dtype());
         }
         ConfigCodec.Saved saved = ConfigCodec.describe(config);
-        byte[] policy = policyState(p.tracker());
+        HeapBytes policy = policyState(p.tracker());
         KvStore store = p.store();
         long tileBytes = (long) TILE * config.headDim() * config.dtype().bytes();
         SectionOut out = new SectionOut(channel, Math.toIntExact(tileBytes));
@@ -91,20 +91,18 @@ final class CacheWriter {
             writeBuffer(out, p, b, element);
         }
         out.end();
-        out.begin(CacheFileFormat.TAG_POLICY, policy.length);
-        out.putBytes(policy);
+        out.begin(CacheFileFormat.TAG_POLICY, policy.size());
+        out.putBytes(policy.array(), policy.size());
         out.end();
         writeLess(out, p.less(), store.buffers());
         out.flush();
     }
 
     /** Returns the tracker's saved state; throws before anything is written if it has none. */
-    private static byte[] policyState(EvictionPolicy.Tracker tracker) throws IOException {
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        try (DataOutputStream data = new DataOutputStream(bytes)) {
-            tracker.saveState(data);
-        }
-        return bytes.toByteArray();
+    private static HeapBytes policyState(EvictionPolicy.Tracker tracker) throws IOException {
+        HeapBytes bytes = new HeapBytes();
+        tracker.saveState(new DataOutputStream(bytes));
+        return bytes;
     }
 
     /**

@@ -275,7 +275,7 @@ final class ConfigCodec {
                     + " bytes");
         }
         out.putInt(bytes.length);
-        out.putBytes(bytes);
+        out.putBytes(bytes, bytes.length);
     }
 
     private static long nameBytes(String s) {

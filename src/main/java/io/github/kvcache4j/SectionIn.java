@@ -30,7 +30,8 @@ final class SectionIn {
 
     SectionIn(ReadableByteChannel channel) {
         this.channel = channel;
-        this.buf = ByteBuffer.allocate(CacheFileFormat.IO_BUFFER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+        // direct: a channel reads into a heap buffer through a temporary direct one
+        this.buf = ByteBuffer.allocateDirect(CacheFileFormat.IO_BUFFER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         this.staging = MemorySegment.ofBuffer(buf);
         buf.limit(0);
     }
@@ -116,8 +117,9 @@ final class SectionIn {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         while (remaining() > 0) {
             need((int) Math.min(remaining(), buf.capacity()));
-            out.write(buf.array(), buf.position(), buf.remaining());
-            buf.position(buf.limit());
+            byte[] chunk = new byte[buf.remaining()];
+            buf.get(chunk);
+            out.write(chunk);
         }
         return out.toByteArray();
     }
@@ -160,7 +162,7 @@ final class SectionIn {
             buf.limit(from + room);
             int got = channel.read(buf);
             check(got >= 0, "the data ends " + unread + " bytes before the section does (truncated)");
-            crc.update(buf.array(), from, got);
+            crc.update(buf.slice(from, got));
             unread -= got;
         }
         buf.limit(buf.position()).position(0);

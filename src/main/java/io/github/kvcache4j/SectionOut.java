@@ -26,7 +26,8 @@ final class SectionOut {
 
     SectionOut(WritableByteChannel channel, int minCapacity) {
         this.channel = channel;
-        this.buf = ByteBuffer.allocate(Math.max(CacheFileFormat.IO_BUFFER_BYTES, minCapacity))
+        // direct: a channel writes a heap buffer through a temporary direct copy of it
+        this.buf = ByteBuffer.allocateDirect(Math.max(CacheFileFormat.IO_BUFFER_BYTES, minCapacity))
                 .order(ByteOrder.LITTLE_ENDIAN);
         this.staging = MemorySegment.ofBuffer(buf);
     }
@@ -51,7 +52,7 @@ final class SectionOut {
         if (written != declared) {
             throw new IllegalStateException("a section declared " + declared + " bytes and wrote " + written);
         }
-        crc.update(buf.array(), crcFrom, buf.position() - crcFrom);
+        crcPending();
         room(Integer.BYTES);
         buf.putInt((int) crc.getValue());
         crcFrom = buf.position();
@@ -75,14 +76,15 @@ final class SectionOut {
         written += Float.BYTES;
     }
 
-    void putBytes(byte[] bytes) throws IOException {
-        for (int off = 0; off < bytes.length; ) {
+    /** Writes {@code bytes[0, length)}. */
+    void putBytes(byte[] bytes, int length) throws IOException {
+        for (int off = 0; off < length; ) {
             room(1);
-            int n = Math.min(buf.remaining(), bytes.length - off);
+            int n = Math.min(buf.remaining(), length - off);
             buf.put(bytes, off, n);
             off += n;
         }
-        written += bytes.length;
+        written += length;
     }
 
     /**
@@ -102,13 +104,19 @@ final class SectionOut {
 
     /** Writes what is staged to the channel. */
     void flush() throws IOException {
-        crc.update(buf.array(), crcFrom, buf.position() - crcFrom);
+        crcPending();
         buf.flip();
         while (buf.hasRemaining()) {
             channel.write(buf);
         }
         buf.clear();
         crcFrom = 0;
+    }
+
+    /** Adds the staged payload bytes not yet in the CRC. */
+    private void crcPending() {
+        crc.update(buf.slice(crcFrom, buf.position() - crcFrom));
+        crcFrom = buf.position();
     }
 
     private void room(int bytes) throws IOException {

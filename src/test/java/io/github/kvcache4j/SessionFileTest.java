@@ -128,6 +128,44 @@ class SessionFileTest {
     }
 
     @Test
+    void aStoredNanOrInfinityIsRejectedEvenWithAValidCrc() throws IOException {
+        long seed = Seeds.fresh("aStoredNanOrInfinityIsRejectedEvenWithAValidCrc");
+        SplittableRandom r = new SplittableRandom(seed);
+        int[][] specials = {{0x7F80_0000, 0x7FC0_0000, 0xFF80_0000}, {0x7C00, 0x7E00, 0xFC00}, {0x7F80, 0x7FC0, 0xFF80}};
+        DType[] dtypes = {DType.F32, DType.F16, DType.BF16};
+        for (int t = 0; t < dtypes.length; t++) {
+            KvCacheConfig config = SessionForkTest.config(Policies.knorm(), dtypes[t], false, seed);
+            try (KvCache cache = KvCache.create(config)) {
+                int row = config.kvHeads() * config.headDim();
+                cache.append(0, 0, 10, Seeds.uniform(r, 10 * row, 3), Seeds.uniform(r, 10 * row, 3));
+                byte[] good = SessionForkTest.save(cache);
+                try (KvCache loaded = SessionForkTest.load(good, null, null)) {
+                    assertArrayEquals(good, SessionForkTest.save(loaded));
+                }
+                SessionCorruptionTest.Section store = SessionCorruptionTest.sections(good).get(2);
+                // the first buffer's size, then (after flags, positions and norms) its first key element
+                ByteBuffer b = ByteBuffer.wrap(good).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                int n = b.getInt(store.payload());
+                assertEquals(10, n);
+                int element = store.payload() + 8 + 8 * n + dtypes[t].bytes() * r.nextInt(64 * config.headDim());
+                for (int special : specials[t]) {
+                    byte[] bad = good.clone();
+                    ByteBuffer w = ByteBuffer.wrap(bad).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                    if (dtypes[t] == DType.F32) {
+                        w.putInt(element, special);
+                    } else {
+                        w.putShort(element, (short) special);
+                    }
+                    SessionCorruptionTest.repairCrc(bad, store);
+                    CacheFormatException e = assertThrows(CacheFormatException.class,
+                            () -> SessionForkTest.load(bad, null, null));
+                    assertTrue(e.getMessage().contains("hold a NaN or an infinity"), e.getMessage());
+                }
+            }
+        }
+    }
+
+    @Test
     void aPolicyThatIsNotBuiltInLoadsWithTheCallersConfig() throws IOException {
         long seed = Seeds.fresh("aPolicyThatIsNotBuiltInLoadsWithTheCallersConfig");
         SplittableRandom r = new SplittableRandom(seed);

@@ -2,14 +2,12 @@ package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy.Shape;
 import io.github.kvcache4j.EvictionPolicy.Tracker;
+import io.github.kvcache4j.store.HeapBytes;
 import java.io.DataInput;
 import java.io.DataInputStream;
 import java.io.DataOutput;
 import java.io.DataOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.util.Arrays;
 
 /**
  * The shared parts of the built-in trackers' saved state: a header naming the format, the
@@ -78,57 +76,6 @@ final class StateFormat {
         return blank;
     }
 
-    /**
-     * The bytes of a copy: a growable array written and then read without the locks of
-     * {@link java.io.ByteArrayOutputStream} and {@link java.io.ByteArrayInputStream}, which a fork of a few
-     * hundred thousand slots would take once per value.
-     */
-    private static final class Bytes extends OutputStream {
-        private byte[] data = new byte[1 << 12];
-        private int size;
-
-        @Override
-        public void write(int b) {
-            room(1);
-            data[size++] = (byte) b;
-        }
-
-        @Override
-        public void write(byte[] b, int off, int len) {
-            room(len);
-            System.arraycopy(b, off, data, size, len);
-            size += len;
-        }
-
-        private void room(int n) {
-            if (size + n > data.length) {
-                data = Arrays.copyOf(data, Math.max(size + n, 2 * data.length));
-            }
-        }
-
-        InputStream reader() {
-            return new InputStream() {
-                private int at;
-
-                @Override
-                public int read() {
-                    return at < size ? data[at++] & 0xFF : -1;
-                }
-
-                @Override
-                public int read(byte[] b, int off, int len) {
-                    if (at >= size) {
-                        return len == 0 ? 0 : -1;
-                    }
-                    int n = Math.min(len, size - at);
-                    System.arraycopy(data, at, b, off, n);
-                    at += n;
-                    return n;
-                }
-            };
-        }
-    }
-
     /** Writes part of a tracker's state. */
     @FunctionalInterface
     interface Saver {
@@ -148,7 +95,7 @@ final class StateFormat {
      * failure means the tracker of class {@code owner} cannot read what it wrote.
      */
     static Runnable transfer(Saver saver, Restorer restorer, String owner) {
-        Bytes bytes = new Bytes();
+        HeapBytes bytes = new HeapBytes();
         try {
             saver.save(new DataOutputStream(bytes));
             return restorer.restore(new DataInputStream(bytes.reader()));
