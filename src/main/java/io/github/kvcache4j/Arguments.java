@@ -1,5 +1,8 @@
 package io.github.kvcache4j;
 
+import io.github.kvcache4j.sharing.SharingPlan;
+import io.github.kvcache4j.store.KvStore;
+
 /**
  * The argument checks of a cache, one path for both input kinds: every public call checks all
  * its arguments here before it changes anything, and each message names the argument and its
@@ -20,12 +23,40 @@ final class Arguments {
     private final int kvHeads;
     private final int capacity;
     private final DType dtype;
+    private final SharingPlan plan;
 
     Arguments(KvCacheConfig config) {
+        this.plan = config.sharing();
         this.layers = config.layers();
         this.kvHeads = config.kvHeads();
         this.capacity = config.capacity();
         this.dtype = config.dtype();
+    }
+
+    /** Rejects a query at {@code firstPosition} of {@code layer} that would see no resident token of {@code store}. */
+    void checkVisible(KvStore store, int layer, int firstPosition) {
+        if (plan.sourceOf(layer) > layer) {
+            return; // top-layer mode: before the source's first token nothing is visible, by design
+        }
+        int base = plan.storageIndex(layer) * kvHeads;
+        for (int h = 0; h < kvHeads; h++) {
+            int b = base + h;
+            int n = store.size(b);
+            int[] pos = store.positions(b);
+            int earliest = Integer.MAX_VALUE;
+            if (store.ordered(b)) {
+                earliest = n == 0 ? earliest : pos[0];
+            } else {
+                for (int j = 0; j < n; j++) {
+                    earliest = Math.min(earliest, pos[j]);
+                }
+            }
+            if (earliest > firstPosition) {
+                throw new IllegalArgumentException("position " + firstPosition + " precedes every token "
+                        + "resident in layer " + layer + ", kv-head " + h
+                        + (n == 0 ? " (none is resident)" : " (earliest " + earliest + ")"));
+            }
+        }
     }
 
     void checkLayer(int layer) {

@@ -67,6 +67,11 @@ final class Eviction {
         evicted = 0;
     }
 
+    /** Sets the evicted count (a fork or a loaded cache continues the count of its origin). */
+    void evicted(long count) {
+        evicted = count;
+    }
+
     private int buffer(int layer, int h) {
         return plan.storageIndex(layer) * kvHeads + h;
     }
@@ -103,6 +108,27 @@ final class Eviction {
         return any;
     }
 
+    /**
+     * Makes the blocks the append {@link #chooseRoom} checked will write the cache's own: every
+     * block of a kv-head that evicts (its moves reach any of them), else the block the rows go
+     * to. Only a fork shares blocks; a copy changes no content, so a failure changes nothing.
+     *
+     * @throws PoolExhaustedException if the pool has no free block for a copy
+     */
+    void unshareForAppend(int layer) {
+        for (int h = 0; h < kvHeads; h++) {
+            int b = buffer(layer, h);
+            if (!(need[h] > 0 ? store.unshareAll(b) : store.unshareTail(b))) {
+                throw noBlockToCopy(layer, h);
+            }
+        }
+    }
+
+    private PoolExhaustedException noBlockToCopy(int layer, int h) {
+        return new PoolExhaustedException("layer " + layer + ", kv-head " + h + " shares blocks with a fork and "
+                + "must copy one before writing, but the pool of " + store.pool().blocks() + " blocks has none free");
+    }
+
     /** Removes the victims {@link #chooseRoom} chose. */
     void commitRoom(int layer) {
         try {
@@ -125,6 +151,9 @@ final class Eviction {
             int n = store.size(b);
             int chosen = choose(changed, layer, h, b, EvictionPolicy.Reason.ADAPTIVE, n, n);
             if (chosen > 0) {
+                if (!store.unshareAll(b)) {
+                    throw noBlockToCopy(layer, h);
+                }
                 changed = true;
                 try {
                     evictSwap(layer, h, victims[h], chosen);
@@ -179,6 +208,7 @@ final class Eviction {
     }
 
     private void compress(IntBinaryOperator keptOf, Allocator allocation, int sinks) {
+        unshareForCompress(keptOf);
         boolean changed = false;
         for (int l = 0; l < plan.layers(); l++) {
             if (!plan.isSource(l)) {
@@ -201,6 +231,19 @@ final class Eviction {
                 } catch (RuntimeException | Error e) {
                     failure.record(e);
                     throw e;
+                }
+            }
+        }
+    }
+
+    /** Before anything changes, makes every buffer {@link #compress} may compact the cache's own. */
+    private void unshareForCompress(IntBinaryOperator keptOf) {
+        for (int l = 0; l < plan.layers(); l++) {
+            for (int h = 0; plan.isSource(l) && h < kvHeads; h++) {
+                int b = buffer(l, h);
+                int n = store.size(b);
+                if (n > keptOf.applyAsInt(b, n) && !store.unshareAll(b)) {
+                    throw noBlockToCopy(l, h);
                 }
             }
         }

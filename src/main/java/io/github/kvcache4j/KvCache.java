@@ -1,6 +1,10 @@
 package io.github.kvcache4j;
 
+import java.io.IOException;
 import java.lang.foreign.MemorySegment;
+import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.WritableByteChannel;
+import java.nio.file.Path;
 import java.util.Objects;
 
 /**
@@ -52,6 +56,56 @@ public interface KvCache extends AutoCloseable {
      */
     static KvCache create(KvCacheConfig config, KvPool pool) {
         return new OffHeapKvCache(Objects.requireNonNull(config, "config"), Objects.requireNonNull(pool, "pool"));
+    }
+
+    /**
+     * Loads a cache saved by {@link #save(Path)}, with the configuration the file holds (a
+     * built-in policy and its parameters, a {@link io.github.kvcache4j.less.FeatureMap#positiveRandom}
+     * LESS map), on a private pool. The cache continues exactly as the saved one would have.
+     *
+     * @throws CacheFormatException if the file is not a saved cache or is corrupt (nothing stays
+     *     allocated), or it needs a configuration from the caller (a user policy or LESS map)
+     * @throws IOException if the file cannot be read
+     * @throws NullPointerException if {@code file} is null
+     */
+    static KvCache load(Path file) throws IOException {
+        return load(file, null, null);
+    }
+
+    /**
+     * Loads a cache saved by {@link #save(Path)}; see {@link #load(ReadableByteChannel, KvCacheConfig, KvPool)}.
+     *
+     * @throws CacheFormatException if the file is not a saved cache, is corrupt, or does not match
+     *     {@code config} or {@code pool} (nothing stays allocated)
+     * @throws IOException if the file cannot be read
+     * @throws NullPointerException if {@code file} is null
+     * @throws PoolExhaustedException if {@code pool} has too few free blocks for the rows
+     */
+    static KvCache load(Path file, KvCacheConfig config, KvPool pool) throws IOException {
+        return CacheReader.read(Objects.requireNonNull(file, "file"), config, pool);
+    }
+
+    /**
+     * Loads a cache that {@link #save(WritableByteChannel)} wrote, reading exactly its bytes from
+     * {@code in} ({@code docs/sessions.md} gives the format). Everything is checked, sizes
+     * against the configuration and the configuration against the limit
+     * {@code kvcache4j.load.maxBytes} (a system property, bytes; default 8 GiB) on what the cache
+     * would reserve, before it is allocated.
+     *
+     * @param config the configuration to load into, which must equal the file's in shape, dtype,
+     *     sharing, policy (by name and parameters; a user policy by name) and LESS map (by name);
+     *     its executor is used. Null: the file's configuration, which must then name a built-in
+     *     policy and no LESS map or a positive-random one
+     * @param pool the shared pool to load onto, or null for a private one
+     * @throws CacheFormatException if the bytes are not a saved cache, are corrupt or truncated,
+     *     or do not match {@code config} or hold rows {@code pool}'s blocks cannot (nothing stays
+     *     allocated)
+     * @throws IOException if {@code in} fails
+     * @throws NullPointerException if {@code in} is null
+     * @throws PoolExhaustedException if {@code pool} has too few free blocks for the rows
+     */
+    static KvCache load(ReadableByteChannel in, KvCacheConfig config, KvPool pool) throws IOException {
+        return CacheReader.read(Objects.requireNonNull(in, "in"), config, pool);
     }
 
     /** Returns the configuration this cache was created with. */
@@ -185,6 +239,58 @@ public interface KvCache extends AutoCloseable {
      * @throws IllegalStateException if the cache is closed
      */
     void reset();
+
+    /**
+     * Returns an independent cache with the same contents, policy state, LESS residual and
+     * statistics: the fork and this cache then answer every call alike, and a call on one never
+     * changes the other. On a shared {@link KvPool} the fork holds the same blocks, copy on write:
+     * forking costs the block tables, and a cache copies a shared block before it first writes to
+     * it (an append copies the block its rows go to; an eviction every shared block of its
+     * kv-head), so those calls may throw {@link PoolExhaustedException} when the pool has no free
+     * block for the copy. On a private pool the fork gets a private pool of its own. Close each.
+     *
+     * <p>The caches {@link #create} and {@link #load} return support it; by default another
+     * implementation of this interface does not.
+     *
+     * @throws UnsupportedOperationException if the policy's tracker cannot be copied (its
+     *     {@link EvictionPolicy.Tracker#copy()}), or the implementation cannot fork; this cache
+     *     is unchanged
+     * @throws IllegalStateException if the cache is closed or failed
+     */
+    default KvCache fork() {
+        throw new UnsupportedOperationException(getClass().getName() + " does not support fork");
+    }
+
+    /**
+     * Writes this cache to {@code out} in the format of {@code docs/sessions.md}: the
+     * configuration, every resident row and position, the policy state, the LESS residual and the
+     * statistics, each section with a CRC32C. The cache is unchanged.
+     *
+     * <p>The caches {@link #create} and {@link #load} return support it; by default another
+     * implementation of this interface does not.
+     *
+     * @throws UnsupportedOperationException if the policy's tracker cannot save its state
+     *     ({@link EvictionPolicy.Tracker#saveState}), the storage type has no saved form, or the
+     *     implementation cannot save; nothing is written then
+     * @throws IOException if {@code out} fails
+     * @throws IllegalStateException if the cache is closed or failed
+     */
+    default void save(WritableByteChannel out) throws IOException {
+        throw new UnsupportedOperationException(getClass().getName() + " does not support save");
+    }
+
+    /**
+     * Writes this cache to {@code file} atomically: into a temporary file of the same directory,
+     * forced to the device, then renamed over {@code file} ({@code ATOMIC_MOVE}). If anything
+     * fails, {@code file} is as it was and the temporary file is deleted.
+     *
+     * @throws UnsupportedOperationException as {@link #save(WritableByteChannel)}
+     * @throws IOException if writing or the rename fails
+     * @throws IllegalStateException if the cache is closed or failed
+     */
+    default void save(Path file) throws IOException {
+        CacheWriter.saveAtomically(this, Objects.requireNonNull(file, "file"));
+    }
 
     /** Returns a snapshot of the occupancy; also after {@link #close()} (then with nothing resident). */
     CacheStats stats();

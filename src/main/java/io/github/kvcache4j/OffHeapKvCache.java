@@ -7,8 +7,10 @@ import io.github.kvcache4j.sharing.SharingPlan;
 import io.github.kvcache4j.store.BlockPool;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
+import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.ref.Cleaner;
+import java.nio.channels.WritableByteChannel;
 import java.util.Arrays;
 import java.util.Objects;
 import org.slf4j.Logger;
@@ -27,6 +29,8 @@ final class OffHeapKvCache implements KvCache {
     private static final long MAX_BLOCKS = Integer.MAX_VALUE - 8;
 
     private final KvCacheConfig config;
+    /** The pool the blocks come from when shared with other caches; null for a private pool. */
+    private final KvPool sharedPool;
     private final Arguments args;
     private final SharingPlan plan;
     private final int kvHeads;
@@ -59,14 +63,23 @@ final class OffHeapKvCache implements KvCache {
     private volatile boolean closed;
 
     OffHeapKvCache(KvCacheConfig config, KvPool shared) {
+        this(config, shared, null);
+    }
+
+    /**
+     * Creates an empty cache on {@code shared} (null: a private pool) whose policy state is
+     * {@code given}, the state a fork or a load fills in afterwards (null: a new tracker).
+     */
+    OffHeapKvCache(KvCacheConfig config, KvPool shared, EvictionPolicy.Tracker given) {
         this.config = config;
+        this.sharedPool = shared;
         this.args = new Arguments(config);
         this.plan = config.sharing();
         int layers = config.layers();
         this.kvHeads = config.kvHeads();
         this.headDim = config.headDim();
         this.shape = new EvictionPolicy.Shape(layers, kvHeads, config.groupSize(), config.capacity());
-        this.tracker = config.policy().newTracker(shape);
+        this.tracker = given != null ? given : config.policy().newTracker(shape);
         if (tracker == null) {
             throw new IllegalArgumentException("policy " + config.policy().name() + " returned no tracker");
         }
@@ -149,6 +162,7 @@ final class OffHeapKvCache implements KvCache {
         try {
             lendBlocks(layer, base, tokens);
             evict = eviction.chooseRoom(layer, tokens, limit);
+            eviction.unshareForAppend(layer);
         } catch (RuntimeException | Error e) {
             for (int h = 0; h < kvHeads; h++) {
                 store.trim(base + h);
@@ -225,7 +239,7 @@ final class OffHeapKvCache implements KvCache {
                 throw new IllegalArgumentException("out must have " + (long) tokens * row + " floats, got " + out.length);
             }
             Arguments.checkNotAliased(queries, out);
-            checkVisible(layer, firstPosition);
+            args.checkVisible(store, layer, firstPosition);
             attendChecked(layer, firstPosition, tokens, queries, out, row);
         } finally {
             queriesArray.clear();
@@ -337,6 +351,31 @@ final class OffHeapKvCache implements KvCache {
     }
 
     @Override
+    public KvCache fork() {
+        enter();
+        try {
+            return CacheFork.fork(parts(), sharedPool);
+        } finally {
+            leave();
+        }
+    }
+
+    @Override
+    public void save(WritableByteChannel out) throws IOException {
+        enter();
+        try {
+            CacheWriter.write(parts(), Objects.requireNonNull(out, "out"));
+        } finally {
+            leave();
+        }
+    }
+
+    /** Returns the state a fork copies and a save writes: valid while the caller is inside a call. */
+    CacheParts parts() {
+        return new CacheParts(config, store, tracker, view, less, eviction, lastPosition);
+    }
+
+    @Override
     public CacheStats stats() {
         int layers = config.layers();
         int[][] resident = new int[layers][kvHeads];
@@ -425,31 +464,6 @@ final class OffHeapKvCache implements KvCache {
         if (inside == Thread.currentThread()) {
             throw new IllegalStateException("a cache may not be called from inside one of its own calls "
                     + "(a policy or feature-map callback)");
-        }
-    }
-
-    private void checkVisible(int layer, int firstPosition) {
-        if (plan.sourceOf(layer) > layer) {
-            return; // top-layer mode: before the source's first token nothing is visible, by design
-        }
-        int base = plan.storageIndex(layer) * kvHeads;
-        for (int h = 0; h < kvHeads; h++) {
-            int b = base + h;
-            int n = store.size(b);
-            int[] pos = store.positions(b);
-            int earliest = Integer.MAX_VALUE;
-            if (store.ordered(b)) {
-                earliest = n == 0 ? earliest : pos[0];
-            } else {
-                for (int j = 0; j < n; j++) {
-                    earliest = Math.min(earliest, pos[j]);
-                }
-            }
-            if (earliest > firstPosition) {
-                throw new IllegalArgumentException("position " + firstPosition + " precedes every token "
-                        + "resident in layer " + layer + ", kv-head " + h
-                        + (n == 0 ? " (none is resident)" : " (earliest " + earliest + ")"));
-            }
         }
     }
 

@@ -42,6 +42,11 @@ final class TrackerViews {
             norms[b][slot] = norm;
         }
 
+        /** Returns the key norm recorded for {@code slot} of store buffer {@code b}. */
+        float storedNorm(int b, int slot) {
+            return norms[b][slot];
+        }
+
         /** The token in {@code from} of store buffer {@code b} moved to {@code to}. */
         void move(int b, int from, int to) {
             norms[b][to] = norms[b][from];

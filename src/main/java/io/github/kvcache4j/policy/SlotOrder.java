@@ -40,6 +40,21 @@ final class SlotOrder {
         clear();
     }
 
+    /** Returns a deep copy: a forked tracker's order, sharing no array with this one. */
+    SlotOrder copy() {
+        SlotOrder o = new SlotOrder(size.length, capacity);
+        for (int b = 0; b < size.length; b++) {
+            o.prev[b] = prev[b].clone();
+            o.next[b] = next[b].clone();
+            o.position[b] = position[b].clone();
+            o.linked[b] = linked[b].clone();
+        }
+        System.arraycopy(head, 0, o.head, 0, head.length);
+        System.arraycopy(tail, 0, o.tail, 0, tail.length);
+        System.arraycopy(size, 0, o.size, 0, size.length);
+        return o;
+    }
+
     /** The token at {@code position} was stored in {@code slot}, the first free slot of {@code b}. */
     void append(int b, int slot, int position) {
         assert slot == size[b] : "append to slot " + slot + " of a buffer holding " + size[b];

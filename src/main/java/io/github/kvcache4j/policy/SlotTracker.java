@@ -69,6 +69,15 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     private enum Kind {
         DOUBLE, FLOAT, INT, LONG;
 
+        Object copy(Object array) {
+            return switch (this) {
+                case DOUBLE -> ((double[]) array).clone();
+                case FLOAT -> ((float[]) array).clone();
+                case INT -> ((int[]) array).clone();
+                case LONG -> ((long[]) array).clone();
+            };
+        }
+
         Object allocate(int length) {
             return switch (this) {
                 case DOUBLE -> new double[length];
@@ -345,14 +354,31 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     }
 
     /**
-     * {@inheritDoc} A new tracker from {@link #blank()} restored from this one's saved state, so
-     * the two share nothing.
+     * {@inheritDoc} A new tracker from {@link #blank()} that gets copies of the position order and
+     * of every registered array, and the subclass's other state through {@link #saveExtra} and
+     * {@link #readExtra}, so the two share nothing. Copying the arrays directly keeps a fork's
+     * cost at a memory copy of the per-slot state.
      *
      * @throws UnsupportedOperationException if the subclass does not override {@link #blank()}
      */
     @Override
     public final SlotTracker copy() {
-        return StateFormat.copyInto(this, blank());
+        SlotTracker t = blank();
+        if (t.getClass() != getClass() || t.columns.length != columns.length) {
+            throw new IllegalStateException(getClass().getName() + ".blank() must return a tracker of its class "
+                    + "registering the same per-slot arrays");
+        }
+        Runnable extra = StateFormat.transfer(this::saveExtra, t::readExtra, getClass().getName());
+        t.order = order.copy();
+        t.allocated = allocated.clone();
+        for (int i = 0; i < columns.length; i++) {
+            Column c = columns[i];
+            for (int b = 0; b < c.arrays.length; b++) {
+                t.columns[i].arrays[b] = c.kind.copy(c.arrays[b]);
+            }
+        }
+        extra.run();
+        return t;
     }
 
     /**

@@ -2,8 +2,7 @@ package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy.Shape;
 import io.github.kvcache4j.EvictionPolicy.Tracker;
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
+import io.github.kvcache4j.store.HeapBytes;
 import java.io.DataInput;
 import java.io.DataInputStream;
 import java.io.DataOutput;
@@ -69,14 +68,40 @@ final class StateFormat {
      * shape, and returns it: the copy shares nothing with {@code from}.
      */
     static <T extends Tracker> T copyInto(Tracker from, T blank) {
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        try {
-            from.saveState(new DataOutputStream(bytes));
-            blank.restoreState(new DataInputStream(new ByteArrayInputStream(bytes.toByteArray())));
-        } catch (IOException e) {
-            throw new IllegalStateException(from.getClass().getName() + " cannot restore the state it saved", e);
-        }
+        transfer(from::saveState, in -> {
+            blank.restoreState(in);
+            return () -> {
+            };
+        }, from.getClass().getName()).run();
         return blank;
+    }
+
+    /** Writes part of a tracker's state. */
+    @FunctionalInterface
+    interface Saver {
+        /** Writes the state to {@code out}. */
+        void save(DataOutput out) throws IOException;
+    }
+
+    /** Reads part of a tracker's state and returns the action that installs it. */
+    @FunctionalInterface
+    interface Restorer {
+        /** Reads the state from {@code in}. */
+        Runnable restore(DataInput in) throws IOException;
+    }
+
+    /**
+     * Passes what {@code saver} writes to {@code restorer} and returns the restorer's action; a
+     * failure means the tracker of class {@code owner} cannot read what it wrote.
+     */
+    static Runnable transfer(Saver saver, Restorer restorer, String owner) {
+        HeapBytes bytes = new HeapBytes();
+        try {
+            saver.save(new DataOutputStream(bytes));
+            return restorer.restore(new DataInputStream(bytes.reader()));
+        } catch (IOException e) {
+            throw new IllegalStateException(owner + " cannot restore the state it saved", e);
+        }
     }
 
     /** Reads a count in {@code [0, max]}, named {@code what} in the message. */

@@ -9,6 +9,11 @@ import java.lang.foreign.MemorySegment;
  * a block is one key tile followed by the tile's value rows. All blocks are reserved at once,
  * 64-byte aligned, from one shared {@link Arena}; allocation and release hand out block ids from a
  * free stack. Thread-safe: many stores, on many threads, allocate from and release to one pool.
+ *
+ * <p>A block may be held by several stores at once (a forked cache shares its blocks with the
+ * original until either writes): each block carries a reference count, {@link #share} adds a
+ * holder and {@link #release} removes one, and the block goes back to the free stack when the
+ * last holder releases it. {@link #usedBlocks()} counts a shared block once.
  */
 public final class BlockPool implements AutoCloseable {
 
@@ -21,7 +26,8 @@ public final class BlockPool implements AutoCloseable {
     private final MemorySegment[] keyTiles;
     private final MemorySegment[] valueTiles;
     private final int[] free;
-    private final boolean[] inUse;
+    /** Holders of each block; 0 while it is free. */
+    private final int[] refs;
     private int freeCount;
     private int peak;
 
@@ -50,7 +56,7 @@ public final class BlockPool implements AutoCloseable {
         try {
             memory = arena.allocate(total, ALIGN);
             this.free = new int[blocks];
-            this.inUse = new boolean[blocks];
+            this.refs = new int[blocks];
             this.keyTiles = new MemorySegment[blocks];
             this.valueTiles = new MemorySegment[blocks];
         } catch (RuntimeException | Error e) {
@@ -96,18 +102,41 @@ public final class BlockPool implements AutoCloseable {
             return -1;
         }
         int id = free[--freeCount];
-        inUse[id] = true;
+        refs[id] = 1;
         peak = Math.max(peak, blocks - freeCount);
         return id;
     }
 
-    /** Returns block {@code id} to the pool. */
+    /**
+     * Drops one holder of block {@code id}; the last holder's release returns it to the pool.
+     *
+     * @throws IllegalStateException if the block is free (released more often than held)
+     */
     public synchronized void release(int id) {
-        if (!inUse[id]) {
+        if (refs[id] == 0) {
             throw new IllegalStateException("block " + id + " released twice");
         }
-        inUse[id] = false;
-        free[freeCount++] = id;
+        if (--refs[id] == 0) {
+            free[freeCount++] = id;
+        }
+    }
+
+    /**
+     * Adds a holder to block {@code id}, which some store holds already: the block is then shared
+     * and must be copied before either holder writes to it ({@link #isShared}).
+     *
+     * @throws IllegalStateException if the block is free
+     */
+    public synchronized void share(int id) {
+        if (refs[id] == 0) {
+            throw new IllegalStateException("block " + id + " is free and cannot be shared");
+        }
+        refs[id]++;
+    }
+
+    /** Returns whether block {@code id} has more than one holder. */
+    public synchronized boolean isShared(int id) {
+        return refs[id] > 1;
     }
 
     /** Returns the blocks in use now. */

@@ -18,6 +18,11 @@ import java.util.Arrays;
  * block beyond {@code ceil(size / TILE)} back with {@link #trim}. Removing a slot moves the last
  * resident slot into its place (O(headDim)); {@link #retain} compacts in order. Not thread-safe
  * for writes (the pool is).
+ *
+ * <p>Copy on write: {@link #forkFrom} makes a store hold the same blocks as another one of the same
+ * pool (the pool counts their holders). A shared block is never written: before an append or an
+ * eviction writes to a buffer, the caller makes the blocks it touches the store's own with
+ * {@link #unshareTail} or {@link #unshareAll}, which copy a shared block into a free one.
  */
 public final class KvStore implements AutoCloseable {
 
@@ -190,12 +195,102 @@ public final class KvStore implements AutoCloseable {
     public int append(int b, float[] k, int kOff, float[] v, int vOff, int position) {
         int slot = size[b];
         assert slot < capacity && slot < held[b] * TILE : "buffer " + b + " has no room for slot " + slot;
+        assert !pool.isShared(blockIds[b][slot / TILE]) : "append to a shared block of buffer " + b;
         Codec.encode(k, kOff, keyBlocks[b][slot / TILE], dtype, KeyTiles.keyIndex(slot % TILE, 0, headDim),
                 TILE, headDim);
         Codec.encode(v, vOff, valueBlocks[b][slot / TILE], dtype, (long) (slot % TILE) * headDim, 1, headDim);
         positions[b][slot] = position;
         size[b] = slot + 1;
         return slot;
+    }
+
+    /**
+     * Makes the block that the next {@link #append} to buffer {@code b} writes the buffer's own,
+     * copying it if it is shared. Returns false when the pool has no free block for the copy
+     * (the buffer is unchanged).
+     */
+    public boolean unshareTail(int b) {
+        int i = size[b] / TILE;
+        return i >= held[b] || unshare(b, i);
+    }
+
+    /**
+     * Makes every block of buffer {@code b} its own, copying the shared ones: what an eviction
+     * needs, since it moves rows between any of them. Returns false when the pool ran out; the
+     * blocks copied so far stay copied (the contents are the same either way).
+     */
+    public boolean unshareAll(int b) {
+        for (int i = 0; i < held[b]; i++) {
+            if (!unshare(b, i)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private boolean unshare(int b, int i) {
+        int id = blockIds[b][i];
+        if (!pool.isShared(id)) {
+            return true;
+        }
+        int copy = pool.allocate();
+        if (copy < 0) {
+            return false;
+        }
+        MemorySegment.copy(pool.keyTile(id), 0, pool.keyTile(copy), 0, pool.tileBytes());
+        MemorySegment.copy(pool.valueTile(id), 0, pool.valueTile(copy), 0, pool.tileBytes());
+        pool.release(id);
+        blockIds[b][i] = copy;
+        keyBlocks[b][i] = pool.keyTile(copy);
+        valueBlocks[b][i] = pool.valueTile(copy);
+        return true;
+    }
+
+    /**
+     * Makes this store, which must be empty and of the same shape, hold what {@code source}
+     * holds: on the same pool it shares the source's blocks (copy on write, no row is copied); on
+     * another pool it copies the rows into blocks of its own.
+     *
+     * @throws IllegalStateException if this pool has too few free blocks for the copy
+     */
+    public void forkFrom(KvStore source) {
+        assert heldTotal == 0 && source.buffers == buffers && source.capacity == capacity
+                && source.rowBytes == rowBytes : "fork into a store that is not empty or not of the same shape";
+        boolean same = source.pool == pool;
+        for (int b = 0; b < buffers; b++) {
+            int blocks = blocksFor(source.size[b]);
+            for (int i = 0; i < blocks; i++) {
+                int id = same ? source.blockIds[b][i] : pool.allocate();
+                if (id < 0) {
+                    throw new IllegalStateException("the pool has no free block to copy a forked buffer into");
+                }
+                if (same) {
+                    pool.share(id);
+                } else {
+                    MemorySegment.copy(source.keyBlocks[b][i], 0, pool.keyTile(id), 0, pool.tileBytes());
+                    MemorySegment.copy(source.valueBlocks[b][i], 0, pool.valueTile(id), 0, pool.tileBytes());
+                }
+                blockIds[b][i] = id;
+                keyBlocks[b][i] = pool.keyTile(id);
+                valueBlocks[b][i] = pool.valueTile(id);
+                held[b]++;
+                heldTotal++;
+            }
+            System.arraycopy(source.positions[b], 0, positions[b], 0, source.size[b]);
+            size[b] = source.size[b];
+            ordered[b] = source.ordered[b];
+        }
+    }
+
+    /**
+     * Makes buffer {@code b}, whose blocks for {@code n} slots ({@link #ensure}) were filled
+     * directly (a loaded cache), hold {@code n} slots at {@code positions[0..n)}.
+     */
+    public void restore(int b, int[] positions, int n, boolean inOrder) {
+        assert size[b] == 0 && held[b] >= blocksFor(n) : "restore into a buffer that is not empty or has no blocks";
+        System.arraycopy(positions, 0, this.positions[b], 0, n);
+        size[b] = n;
+        ordered[b] = inOrder;
     }
 
     /** Decodes the key of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
@@ -252,6 +347,7 @@ public final class KvStore implements AutoCloseable {
     }
 
     private void moveRow(int b, int from, int to) {
+        assert !pool.isShared(blockIds[b][to / TILE]) : "move into a shared block of buffer " + b;
         MemorySegment kFrom = keyBlocks[b][from / TILE];
         MemorySegment kTo = keyBlocks[b][to / TILE];
         long fromKey = KeyTiles.keyIndex(from % TILE, 0, headDim);

@@ -233,6 +233,37 @@ public final class LessState {
         }
     }
 
+    /**
+     * Returns the floats of one buffer's state as {@link #save} writes it:
+     * {@code headDim + rank·headDim + 2·rank}.
+     */
+    public int stateFloats() {
+        return headDim + rank * headDim + 2 * rank;
+    }
+
+    /**
+     * Writes buffer {@code b}'s state into {@code dst[0..stateFloats())}: the key mean {@code μ},
+     * then {@code H} row-major, {@code z} and the log-scales {@code c}.
+     */
+    public void save(int b, float[] dst) {
+        System.arraycopy(keyMean[b], 0, dst, 0, headDim);
+        System.arraycopy(h[b], 0, dst, headDim, h[b].length);
+        System.arraycopy(z[b], 0, dst, headDim + h[b].length, rank);
+        System.arraycopy(logScale[b], 0, dst, headDim + h[b].length + rank, rank);
+    }
+
+    /**
+     * Replaces buffer {@code b}'s state with what {@link #save} wrote and the count of tokens it
+     * absorbed. The caller has checked the values ({@code docs/sessions.md}).
+     */
+    public void restore(int b, long absorbedTokens, float[] src) {
+        System.arraycopy(src, 0, keyMean[b], 0, headDim);
+        System.arraycopy(src, headDim, h[b], 0, h[b].length);
+        System.arraycopy(src, headDim + h[b].length, z[b], 0, rank);
+        System.arraycopy(src, headDim + h[b].length + rank, logScale[b], 0, rank);
+        absorbed[b] = absorbedTokens;
+    }
+
     /** Returns working memory for {@link #attend}, for one thread. */
     public Workspace newWorkspace() {
         return new Workspace(rank, map.scratchFloats());

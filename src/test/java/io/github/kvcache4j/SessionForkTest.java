@@ -1,0 +1,203 @@
+package io.github.kvcache4j;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.github.kvcache4j.less.FeatureMap;
+import io.github.kvcache4j.testutil.ForwardingTracker;
+import io.github.kvcache4j.testutil.Seeds;
+import io.github.kvcache4j.testutil.Snapshot;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.channels.Channels;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A fork and a saved-and-loaded copy of a cache continue exactly as the original: for every
+ * built-in policy, storage type and with or without LESS, on a private and on a shared pool,
+ * 200 random operations give bit-identical outputs, rows, positions and stats; a fork and its
+ * original never change each other, also while they share blocks.
+ */
+class SessionForkTest {
+
+    static final int HEAD_DIM = 16;
+    static final List<String> POLICIES = List.of("full", "streaming_llm", "knorm", "corm", "h2o",
+            "observed_attention", "snapkv", "tova");
+
+    static EvictionPolicy policy(String name) {
+        return switch (name) {
+            case "full" -> Policies.full();
+            case "streaming_llm" -> Policies.streamingLlm(3);
+            case "knorm" -> Policies.knorm(5, 0);
+            case "corm" -> Policies.corm(8, 6, 1.0, true);
+            case "h2o" -> Policies.h2o(0.3);
+            case "observed_attention" -> Policies.observedAttention();
+            case "snapkv" -> Policies.snapKv(16, 5);
+            case "tova" -> Policies.tova();
+            default -> throw new IllegalArgumentException(name);
+        };
+    }
+
+    /** Three layers (the last reads the second's KV), capacity over two blocks, optional LESS. */
+    static KvCacheConfig config(EvictionPolicy policy, DType dtype, boolean less, long seed) {
+        KvCacheConfig.Builder b = KvCacheConfig.builder().layers(3).kvSourceLayers(new int[] {0, 1, 1}).kvHeads(2)
+                .queryHeads(4).headDim(HEAD_DIM).capacity(150).dtype(dtype).policy(policy);
+        return (less ? b.less(FeatureMap.positiveRandom(HEAD_DIM, 8, seed)) : b).build();
+    }
+
+    static Stream<Arguments> cases() {
+        List<Arguments> all = new ArrayList<>();
+        for (String p : POLICIES) {
+            for (DType d : new DType[] {DType.F32, DType.F16, DType.BF16}) {
+                all.add(Arguments.of(p, d, false));
+                all.add(Arguments.of(p, d, true));
+            }
+        }
+        return all.stream();
+    }
+
+    static byte[] save(KvCache cache) throws IOException {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        cache.save(Channels.newChannel(bytes));
+        return bytes.toByteArray();
+    }
+
+    static KvCache load(byte[] bytes, KvCacheConfig config, KvPool pool) throws IOException {
+        return KvCache.load(Channels.newChannel(new ByteArrayInputStream(bytes)), config, pool);
+    }
+
+    static KvPool pool(DType dtype, int blocks) {
+        return KvPool.create(HEAD_DIM, dtype, KvPool.blockBytes(HEAD_DIM, dtype) * blocks);
+    }
+
+    @ParameterizedTest(name = "{0} {1} less={2}")
+    @MethodSource("cases")
+    void forkAndLoadedCopyContinueBitIdentically(String policyName, DType dtype, boolean less) throws IOException {
+        long seed = Seeds.fresh("forkAndLoadedCopyContinueBitIdentically " + policyName + " " + dtype + " " + less);
+        SplittableRandom r = new SplittableRandom(seed);
+        KvCacheConfig config = config(policy(policyName), dtype, less, seed);
+        for (boolean shared : new boolean[] {false, true}) {
+            KvPool pool = shared ? pool(dtype, 96) : null;
+            List<KvCache> all = new ArrayList<>();
+            try {
+                KvCache original = shared ? KvCache.create(config, pool) : KvCache.create(config);
+                all.add(original);
+                SessionLockstep ops = new SessionLockstep(config, r);
+                ops.run(60, all);
+                int used = shared ? pool.stats().usedBlocks() : 0;
+                all.add(original.fork());
+                if (shared) {
+                    assertEquals(used, pool.stats().usedBlocks(), "a fork on the pool shares every block");
+                }
+                byte[] saved = save(original);
+                all.add(load(saved, null, pool));
+                assertArrayEquals(saved, save(all.get(1)), "the fork saves the original's bytes");
+                assertArrayEquals(saved, save(all.get(2)), "save -> load -> save gives identical bytes");
+                ops.agree(all, "after fork and load");
+                int before = ops.succeeded();
+                ops.run(200, all);
+                assertTrue(ops.succeeded() - before > 100, "only " + (ops.succeeded() - before)
+                        + " of 200 operations succeeded");
+            } finally {
+                all.forEach(KvCache::close);
+                if (pool != null) {
+                    assertEquals(0, pool.stats().usedBlocks(), "closing every copy returns all blocks");
+                    pool.close();
+                }
+            }
+        }
+    }
+
+    static Stream<String> policies() {
+        return POLICIES.stream();
+    }
+
+    @ParameterizedTest
+    @MethodSource("policies")
+    void forkAndOriginalNeverChangeEachOther(String policyName) throws IOException {
+        long seed = Seeds.fresh("forkAndOriginalNeverChangeEachOther " + policyName);
+        SplittableRandom r = new SplittableRandom(seed);
+        DType dtype = DType.values()[r.nextInt(3)];
+        KvCacheConfig config = config(policy(policyName), dtype, r.nextBoolean(), seed);
+        KvPool pool = pool(dtype, 96);
+        KvPool separate = pool(dtype, 64);
+        try (KvCache original = KvCache.create(config, pool)) {
+            SessionLockstep ops = new SessionLockstep(config, r);
+            ops.run(60, List.of(original));
+            int used = pool.stats().usedBlocks();
+            byte[] before = save(original);
+            try (KvCache fork = original.fork(); KvCache untouched = original.fork();
+                 KvCache originalAlone = load(before, null, separate); KvCache forkAlone = load(before, null, separate)) {
+                assertEquals(used, pool.stats().usedBlocks(), "two forks share every block");
+                // Interleaved, so that a write through a shared block shows in the other cache at once;
+                // each is compared with a loaded copy on another pool, which shares no block.
+                SessionLockstep onOriginal = ops.branch(r.split());
+                SessionLockstep onFork = ops.branch(r.split());
+                for (int i = 0; i < 200; i++) {
+                    if (r.nextBoolean()) {
+                        onOriginal.run(1, List.of(original, originalAlone));
+                    } else {
+                        onFork.run(1, List.of(fork, forkAlone));
+                    }
+                    ops.agree(List.of(original, originalAlone), "original after step " + i);
+                    ops.agree(List.of(fork, forkAlone), "fork after step " + i);
+                }
+                assertArrayEquals(before, save(untouched), "changing the original or a fork changed another fork");
+                assertArrayEquals(save(originalAlone), save(original), "the original's state differs");
+                assertArrayEquals(save(forkAlone), save(fork), "the fork's state differs");
+                long held = original.stats().heldBytes() + fork.stats().heldBytes() + untouched.stats().heldBytes();
+                assertTrue(pool.stats().usedBytes() <= held, "the pool counts a shared block once: uses "
+                        + pool.stats().usedBytes() + " bytes, the caches hold " + held);
+            }
+        } finally {
+            assertEquals(0, pool.stats().usedBlocks(), "closing every copy returns all blocks");
+            pool.close();
+            separate.close();
+        }
+    }
+
+    @Test
+    void aPolicyWithoutCopyOrSaveLeavesTheCacheUnchanged() {
+        long seed = Seeds.fresh("aPolicyWithoutCopyOrSaveLeavesTheCacheUnchanged");
+        SplittableRandom r = new SplittableRandom(seed);
+        EvictionPolicy opaque = new EvictionPolicy() {
+            @Override
+            public String name() {
+                return "opaque";
+            }
+
+            @Override
+            public Tracker newTracker(Shape shape) {
+                return new ForwardingTracker(Policies.streamingLlm(2).newTracker(shape));
+            }
+        };
+        KvCacheConfig config = config(opaque, DType.F32, false, seed);
+        KvPool pool = pool(DType.F32, 32);
+        try (KvCache cache = KvCache.create(config, pool)) {
+            new SessionLockstep(config, r).run(40, List.of(cache));
+            Snapshot before = Snapshot.of(cache);
+            int used = pool.stats().usedBlocks();
+            UnsupportedOperationException fork = assertThrows(UnsupportedOperationException.class, cache::fork);
+            assertTrue(fork.getMessage().contains("does not support fork"), fork.getMessage());
+            ByteArrayOutputStream sink = new ByteArrayOutputStream();
+            UnsupportedOperationException save = assertThrows(UnsupportedOperationException.class,
+                    () -> cache.save(Channels.newChannel(sink)));
+            assertTrue(save.getMessage().contains("does not support save"), save.getMessage());
+            assertEquals(0, sink.size(), "a refused save writes nothing");
+            assertEquals(before, Snapshot.of(cache));
+            assertEquals(used, pool.stats().usedBlocks());
+        } finally {
+            pool.close();
+        }
+    }
+}
