@@ -24,6 +24,8 @@ final class PanamaHalf {
     static final int KIND_F32 = 0;
     static final int KIND_F16 = 1;
     static final int KIND_BF16 = 2;
+    /** Q8 or Q4 rows, read by {@link PanamaQuantAttention}. */
+    static final int KIND_QUANT = 3;
 
     private PanamaHalf() {
     }
@@ -33,6 +35,7 @@ final class PanamaHalf {
             case F32 -> KIND_F32;
             case F16 -> KIND_F16;
             case BF16 -> KIND_BF16;
+            case Q8, Q4 -> KIND_QUANT;
         };
     }
 
@@ -92,7 +95,7 @@ final class PanamaHalf {
                         .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, i);
             }
             for (; i < count; i++) {
-                dst[i] = ScalarKernels.element(src, DType.BF16, first + i);
+                dst[i] = Float.intBitsToFloat(src.get(I16_LE, (first + i) * 2) << 16);
             }
         }
         return ws.floatSegment;

@@ -4,6 +4,7 @@ import static io.github.kvcache4j.kernel.PanamaBlocks.accumulate4x4Half;
 import static io.github.kvcache4j.kernel.PanamaBlocks.scores4x4Half;
 import static io.github.kvcache4j.kernel.PanamaHalf.KIND_BF16;
 import static io.github.kvcache4j.kernel.PanamaHalf.KIND_F32;
+import static io.github.kvcache4j.kernel.PanamaHalf.KIND_QUANT;
 import static io.github.kvcache4j.kernel.PanamaHalf.widen;
 import static io.github.kvcache4j.kernel.PanamaLanes.F;
 import static io.github.kvcache4j.kernel.PanamaLanes.L;
@@ -40,6 +41,8 @@ import jdk.incubator.vector.FloatVector;
  * inlining budget once it had seen several dtypes, and a vector returned from a call that is not
  * inlined is boxed on every step. Sums and exponentials use fixed sequences of lane-wise
  * operations, so results are bit-identical in every JIT tier and on every thread.
+ *
+ * <p>Q8 and Q4 rows go to {@link PanamaQuantAttention}, which dequantizes in registers.
  */
 final class PanamaKernels implements Kernels {
 
@@ -96,6 +99,14 @@ final class PanamaKernels implements Kernels {
         final int outOff = call.outOffset;
         final Workspace workspace = call.workspace;
         int kind = PanamaHalf.kind(dtype);
+        if (kind == KIND_QUANT) {
+            if (PanamaQuantAttention.SUPPORTED) {
+                PanamaQuantAttention.attend(call);
+            } else {
+                ScalarKernels.INSTANCE.attend(call);
+            }
+            return;
+        }
         int d = call.headDim;
         boolean halfInRegisters = kind != KIND_F32 && 4 * L == TILE && group % 4 == 0 && d % (4 * L) == 0;
         boolean bf16 = kind == KIND_BF16;
