@@ -2,6 +2,7 @@ package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
@@ -14,11 +15,12 @@ import java.util.function.LongConsumer;
  * @param model the decoder
  * @param tokenizer its tokenizer
  * @param dtype the cache's storage type
+ * @param rotateKeys whether a Q8 or Q4 cache rotates keys before quantizing ({@link KvFormat})
  * @param tokensDone called with the number of tokens after every forward call (progress)
  * @param learnedLess the trained LESS feature map for the {@code +less_learned} recipes, or null
  * @param window tokens per continuation window, at most the model's context length
  */
-record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone,
+record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, boolean rotateKeys, LongConsumer tokensDone,
                  FeatureMap learnedLess, int window) {
 
     /** Largest number of tokens fed to the model in one call, so progress moves smoothly. */
@@ -26,23 +28,29 @@ record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsume
 
     /** Creates the evaluation of {@code model} without a trained LESS map, on the default window. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone) {
-        this(model, tokenizer, dtype, tokensDone, null, ContinuationTask.WINDOW);
+        this(model, tokenizer, dtype, false, tokensDone, null, ContinuationTask.WINDOW);
     }
 
     /** Creates the evaluation of {@code model} with a trained LESS map, on the default window. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, FeatureMap learnedLess) {
-        this(model, tokenizer, dtype, tokensDone, learnedLess, ContinuationTask.WINDOW);
+        this(model, tokenizer, dtype, false, tokensDone, learnedLess, ContinuationTask.WINDOW);
     }
 
     /** Creates the evaluation of {@code model} without a trained LESS map, on {@code window} tokens. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, int window) {
-        this(model, tokenizer, dtype, tokensDone, null, window);
+        this(model, tokenizer, dtype, false, tokensDone, null, window);
+    }
+
+    /** Creates the evaluation of {@code model} in storage format {@code format}. */
+    EvalModel(LlamaModel model, Tokenizer tokenizer, KvFormat format, LongConsumer tokensDone, FeatureMap learnedLess,
+              int window) {
+        this(model, tokenizer, format.dtype(), format.rotated(), tokensDone, learnedLess, window);
     }
 
     /** Creates a cache of {@code capacity} tokens per (layer, kv-head) built by {@code recipe}. */
     KvCache newCache(CacheRecipe recipe, int capacity) {
-        return KvCache.create(recipe.applyTo(model.cacheConfig().capacity(capacity).dtype(dtype),
-                model.config().headDim(), learnedLess).build());
+        KvCacheConfig.Builder b = new KvFormat(dtype, rotateKeys).applyTo(model.cacheConfig().capacity(capacity));
+        return KvCache.create(recipe.applyTo(b, model.config().headDim(), learnedLess).build());
     }
 
     /**

@@ -24,8 +24,6 @@ final class PanamaHalf {
     static final int KIND_F32 = 0;
     static final int KIND_F16 = 1;
     static final int KIND_BF16 = 2;
-    /** Q8 or Q4 rows, read by {@link PanamaQuantAttention}. */
-    static final int KIND_QUANT = 3;
 
     private PanamaHalf() {
     }
@@ -35,7 +33,7 @@ final class PanamaHalf {
             case F32 -> KIND_F32;
             case F16 -> KIND_F16;
             case BF16 -> KIND_BF16;
-            case Q8, Q4 -> KIND_QUANT;
+            case Q8, Q4 -> throw new IllegalArgumentException(dtype + " rows are read by PanamaQuantAttention");
         };
     }
 

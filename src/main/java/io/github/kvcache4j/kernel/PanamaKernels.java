@@ -4,7 +4,6 @@ import static io.github.kvcache4j.kernel.PanamaBlocks.accumulate4x4Half;
 import static io.github.kvcache4j.kernel.PanamaBlocks.scores4x4Half;
 import static io.github.kvcache4j.kernel.PanamaHalf.KIND_BF16;
 import static io.github.kvcache4j.kernel.PanamaHalf.KIND_F32;
-import static io.github.kvcache4j.kernel.PanamaHalf.KIND_QUANT;
 import static io.github.kvcache4j.kernel.PanamaHalf.widen;
 import static io.github.kvcache4j.kernel.PanamaLanes.F;
 import static io.github.kvcache4j.kernel.PanamaLanes.L;
@@ -81,6 +80,21 @@ final class PanamaKernels implements Kernels {
     @Override
     public void attend(AttentionCall call) {
         assert call.violation() == null : call.violation();
+        // Dispatched here rather than inside the loop below: a larger loop method outgrows C2's
+        // inlining budget, and its vectors are then boxed on every step.
+        if (call.dtype.isQuantized()) {
+            if (PanamaQuantAttention.SUPPORTED) {
+                PanamaQuantAttention.attend(call);
+            } else {
+                ScalarKernels.INSTANCE.attend(call);
+            }
+            return;
+        }
+        attendElementwise(call);
+    }
+
+    /** {@link #attend} over F32, F16 and BF16 rows. */
+    private static void attendElementwise(AttentionCall call) {
         final MemorySegment[] keyBlocks = call.keyBlocks;
         final MemorySegment[] valueBlocks = call.valueBlocks;
         final DType dtype = call.dtype;
@@ -99,14 +113,6 @@ final class PanamaKernels implements Kernels {
         final int outOff = call.outOffset;
         final Workspace workspace = call.workspace;
         int kind = PanamaHalf.kind(dtype);
-        if (kind == KIND_QUANT) {
-            if (PanamaQuantAttention.SUPPORTED) {
-                PanamaQuantAttention.attend(call);
-            } else {
-                ScalarKernels.INSTANCE.attend(call);
-            }
-            return;
-        }
         int d = call.headDim;
         boolean halfInRegisters = kind != KIND_F32 && 4 * L == TILE && group % 4 == 0 && d % (4 * L) == 0;
         boolean bf16 = kind == KIND_BF16;

@@ -71,10 +71,18 @@ final class PanamaQuantBlocks {
             tc = sc.fma(scaleG, tc);
             te = se.fma(scaleG, te);
         }
-        w[wa] = scale * PanamaLanes.sum(ta);
-        w[wb] = scale * PanamaLanes.sum(tb);
-        w[wc] = scale * PanamaLanes.sum(tc);
-        w[we] = scale * PanamaLanes.sum(te);
+        // The lane sums of PanamaLanes.sum, written out: a call here is not inlined (it runs once
+        // per call of this method) and would box its vector argument.
+        for (int half = L / 2; half >= 1; half /= 2) {
+            ta = ta.add(ta.slice(half));
+            tb = tb.add(tb.slice(half));
+            tc = tc.add(tc.slice(half));
+            te = te.add(te.slice(half));
+        }
+        w[wa] = scale * ta.lane(0);
+        w[wb] = scale * tb.lane(0);
+        w[wc] = scale * tc.lane(0);
+        w[we] = scale * te.lane(0);
     }
 
     /**
@@ -122,10 +130,17 @@ final class PanamaQuantBlocks {
             mc = Math.fma(m, sums[2 * groups + gi], mc);
             me = Math.fma(m, sums[3 * groups + gi], me);
         }
-        w[wa] = scale * (PanamaLanes.sum(ta) + ma);
-        w[wb] = scale * (PanamaLanes.sum(tb) + mb);
-        w[wc] = scale * (PanamaLanes.sum(tc) + mc);
-        w[we] = scale * (PanamaLanes.sum(te) + me);
+        // The lane sums of PanamaLanes.sum, written out, as in scores4Q8.
+        for (int half = L / 2; half >= 1; half /= 2) {
+            ta = ta.add(ta.slice(half));
+            tb = tb.add(tb.slice(half));
+            tc = tc.add(tc.slice(half));
+            te = te.add(te.slice(half));
+        }
+        w[wa] = scale * (ta.lane(0) + ma);
+        w[wb] = scale * (tb.lane(0) + mb);
+        w[wc] = scale * (tc.lane(0) + mc);
+        w[we] = scale * (te.lane(0) + me);
     }
 
     /**
