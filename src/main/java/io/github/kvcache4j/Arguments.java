@@ -24,6 +24,12 @@ final class Arguments {
     private final int capacity;
     private final DType dtype;
     private final SharingPlan plan;
+    /**
+     * With key rotation, the largest key magnitude, {@code Float.MAX_VALUE / √headDim} rounded
+     * down: a rotated element is at most the row's norm, at most {@code √headDim} times its
+     * largest element. Infinity without rotation.
+     */
+    private final float rotatedKeyMax;
 
     Arguments(KvCacheConfig config) {
         this.plan = config.sharing();
@@ -31,6 +37,8 @@ final class Arguments {
         this.kvHeads = config.kvHeads();
         this.capacity = config.capacity();
         this.dtype = config.dtype();
+        this.rotatedKeyMax = config.keyRotationSeed().isPresent()
+                ? Math.nextDown((float) (Float.MAX_VALUE / Math.sqrt(config.headDim()))) : Float.POSITIVE_INFINITY;
     }
 
     /** Rejects a query at {@code firstPosition} of {@code layer} that would see no resident token of {@code store}. */
@@ -119,7 +127,8 @@ final class Arguments {
     void checkStorable(FloatRows in, long expectedFloats) {
         checkFinite(in, expectedFloats);
         float limit = switch (dtype) {
-            case F32 -> Float.POSITIVE_INFINITY;
+            // Q8 and Q4 scale each group by a float32, so every finite row fits.
+            case F32, Q8, Q4 -> Float.POSITIVE_INFINITY;
             case F16 -> Math.nextUp(F16_MAX);
             case BF16 -> BF16_OVERFLOW;
         };
@@ -131,6 +140,21 @@ final class Arguments {
             if (Math.abs(f) >= limit) {
                 throw new IllegalArgumentException(in.name() + "[" + i + "] = " + f + " is outside the "
                         + dtype + " range " + rangeOf(dtype));
+            }
+        }
+    }
+
+    /** Checks keys as {@link #checkStorable} does, and, with key rotation, their magnitude bound. */
+    void checkStorableKeys(FloatRows in, long expectedFloats) {
+        checkStorable(in, expectedFloats);
+        if (rotatedKeyMax == Float.POSITIVE_INFINITY) {
+            return;
+        }
+        for (long i = 0; i < expectedFloats; i++) {
+            float f = in.get(i);
+            if (Math.abs(f) > rotatedKeyMax) {
+                throw new IllegalArgumentException(in.name() + "[" + i + "] = " + f + " exceeds " + rotatedKeyMax
+                        + " (Float.MAX_VALUE / sqrt(headDim)), the largest key a rotated cache stores");
             }
         }
     }

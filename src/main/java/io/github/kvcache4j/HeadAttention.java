@@ -3,6 +3,7 @@ package io.github.kvcache4j;
 import io.github.kvcache4j.kernel.AttentionCall;
 import io.github.kvcache4j.kernel.Kernels;
 import io.github.kvcache4j.layout.KeyTiles;
+import io.github.kvcache4j.store.HadamardRotation;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
 import java.util.Arrays;
@@ -27,6 +28,9 @@ final class HeadAttention implements Runnable {
     private final float[] maxAndSum;
     private final AttentionCall call;
     private final LessState.Workspace lessWorkspace;
+    /** The store's key rotation, or null; the group's queries are rotated alike into {@link #rotated}. */
+    private final HadamardRotation rotation;
+    private final float[] rotated;
     private int layer;
     private int buffer;
     private boolean readsLaterLayer;
@@ -53,6 +57,8 @@ final class HeadAttention implements Runnable {
         this.maxAndSum = new float[2 * group];
         this.call = new AttentionCall(headDim);
         this.lessWorkspace = less == null ? null : less.newWorkspace();
+        this.rotation = store.keyRotation();
+        this.rotated = rotation == null ? null : new float[group * headDim];
     }
 
     /**
@@ -97,8 +103,19 @@ final class HeadAttention implements Runnable {
             Arrays.fill(out, at, at + group * headDim, 0f);
             return;
         }
+        float[] q = queries;
+        int qAt = at;
+        if (rotation != null) {
+            // Rotated keys need rotated queries: (Rq)·(Rk) = q·k. LESS keeps un-rotated keys and reads queries.
+            System.arraycopy(queries, at, rotated, 0, group * headDim);
+            for (int g = 0; g < group; g++) {
+                rotation.rotate(rotated, g * headDim);
+            }
+            q = rotated;
+            qAt = 0;
+        }
         kernels.attend(call.slots(store.keyBlocks(b), store.valueBlocks(b), store.dtype(), visible)
-                .queries(queries, at, group, scale).mask(mask, queryPosition)
+                .queries(q, qAt, group, scale).mask(mask, queryPosition)
                 .weights(weights, stride, keepWeights).output(out, at, maxAndSum));
         if (less != null && !less.isEmpty(b)) {
             for (int g = 0; g < group; g++) {

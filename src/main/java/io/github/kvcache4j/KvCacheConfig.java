@@ -1,15 +1,17 @@
 package io.github.kvcache4j;
 
+import io.github.kvcache4j.kernel.QuantizedLayout;
 import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Objects;
+import java.util.OptionalLong;
 import java.util.concurrent.Executor;
 
 /**
  * The shape and behaviour of a {@link KvCache}: dimensions, capacity, storage type, eviction
- * policy, optional cross-layer sharing, an optional LESS residual and an optional executor for
- * attention. Immutable; one
+ * policy, an optional key rotation (for the quantized storage types), optional cross-layer
+ * sharing, an optional LESS residual and an optional executor for attention. Immutable; one
  * config can create many caches (one per sequence). Build with {@link #builder()}.
  */
 public final class KvCacheConfig {
@@ -20,6 +22,7 @@ public final class KvCacheConfig {
     private final int headDim;
     private final int capacity;
     private final DType dtype;
+    private final Long keyRotationSeed;
     private final EvictionPolicy policy;
     private final Executor executor;
     private final KvPool.Exhaustion poolExhaustion;
@@ -38,6 +41,15 @@ public final class KvCacheConfig {
         }
         checkAddressable(layers, kvHeads, queryHeads / kvHeads, headDim, capacity);
         this.dtype = Objects.requireNonNull(b.dtype, "dtype");
+        if (dtype.isQuantized() && headDim % QuantizedLayout.GROUP != 0) {
+            throw new IllegalArgumentException("headDim must be a multiple of " + QuantizedLayout.GROUP + " for dtype "
+                    + dtype + " (its groups of " + QuantizedLayout.GROUP + " elements share a scale), got " + headDim);
+        }
+        this.keyRotationSeed = b.keyRotationSeed;
+        if (keyRotationSeed != null && !dtype.isQuantized()) {
+            throw new IllegalArgumentException("keyRotation applies to the quantized dtypes Q8 and Q4 only, "
+                    + "got dtype " + dtype);
+        }
         this.policy = Objects.requireNonNull(b.policy, "policy");
         if (policy.protectedTokens() >= capacity) {
             throw new IllegalArgumentException("capacity (" + capacity + ") must be > the "
@@ -106,9 +118,11 @@ public final class KvCacheConfig {
 
     /** Returns a builder initialised from this config. */
     public Builder toBuilder() {
-        return new Builder().layers(layers).kvHeads(kvHeads).queryHeads(queryHeads).headDim(headDim)
+        Builder b = new Builder().layers(layers).kvHeads(kvHeads).queryHeads(queryHeads).headDim(headDim)
                 .capacity(capacity).dtype(dtype).policy(policy).executor(executor).poolExhaustion(poolExhaustion)
                 .sharing(sharing).less(less);
+        b.keyRotationSeed = keyRotationSeed;
+        return b;
     }
 
     /** Returns the number of transformer layers. */
@@ -144,6 +158,14 @@ public final class KvCacheConfig {
     /** Returns the storage type of keys and values. */
     public DType dtype() {
         return dtype;
+    }
+
+    /**
+     * Returns the seed of the randomized Hadamard rotation applied to keys before they are
+     * quantized, or empty when keys are stored as given.
+     */
+    public OptionalLong keyRotationSeed() {
+        return keyRotationSeed == null ? OptionalLong.empty() : OptionalLong.of(keyRotationSeed);
     }
 
     /** Returns the eviction policy. */
@@ -197,6 +219,7 @@ public final class KvCacheConfig {
     public String toString() {
         return "KvCacheConfig[layers=" + layers + ", kvHeads=" + kvHeads + ", queryHeads=" + queryHeads
                 + ", headDim=" + headDim + ", capacity=" + capacity + ", dtype=" + dtype
+                + (keyRotationSeed == null ? "" : ", keyRotation=" + keyRotationSeed)
                 + ", policy=" + policy.name() + (less == null ? "" : ", less=" + less.name())
                 + ", sharing=" + sharing.toLayerTypes() + "]";
     }
@@ -209,6 +232,7 @@ public final class KvCacheConfig {
         private int headDim;
         private int capacity;
         private DType dtype = DType.F32;
+        private Long keyRotationSeed;
         private EvictionPolicy policy = Policies.full();
         private Executor executor;
         private KvPool.Exhaustion poolExhaustion = KvPool.Exhaustion.THROW;
@@ -248,9 +272,32 @@ public final class KvCacheConfig {
             return this;
         }
 
-        /** Sets the storage type (default F32). */
+        /**
+         * Sets the storage type (default F32). {@link DType#Q8} and {@link DType#Q4} need a head
+         * dimension that is a multiple of 32.
+         */
         public Builder dtype(DType dtype) {
             this.dtype = dtype;
+            return this;
+        }
+
+        /**
+         * Rotates every key by a randomized Hadamard transform of the head dimension before it is
+         * quantized, and every query alike before attention, so {@code q·k} is unchanged while an
+         * outlier channel is spread over the whole row (QuaRot, Ashkboos et al. 2024; llama.cpp's
+         * rotated KV cache). The signs of the transform come from {@code seed}. Only for dtypes
+         * {@link DType#Q8} and {@link DType#Q4}; {@link KvCache#read} returns keys un-rotated. Off
+         * by default. With rotation a key element must not exceed {@code Float.MAX_VALUE / √headDim}
+         * in magnitude, so that every rotated element stays finite.
+         */
+        public Builder keyRotation(long seed) {
+            this.keyRotationSeed = seed;
+            return this;
+        }
+
+        /** Stores keys as given, without rotation (the default); undoes {@link #keyRotation(long)}. */
+        public Builder noKeyRotation() {
+            this.keyRotationSeed = null;
             return this;
         }
 

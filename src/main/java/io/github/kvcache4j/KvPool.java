@@ -50,7 +50,8 @@ public final class KvPool implements AutoCloseable {
      * Reserves a pool of {@code floor(budgetBytes / blockBytes)} blocks for rows of
      * {@code headDim} elements of {@code dtype}.
      *
-     * @throws IllegalArgumentException if {@code headDim < 1} or the budget holds no block
+     * @throws IllegalArgumentException if {@code headDim < 1}, not a multiple of 32 for
+     *     {@link DType#Q8} or {@link DType#Q4}, or the budget holds no block
      * @throws NullPointerException if {@code dtype} is null
      */
     public static KvPool create(int headDim, DType dtype, long budgetBytes) {
@@ -64,12 +65,16 @@ public final class KvPool implements AutoCloseable {
             throw new IllegalArgumentException("budgetBytes must hold 1 to " + (Integer.MAX_VALUE - 8)
                     + " blocks of " + blockBytes + " bytes, got " + budgetBytes);
         }
-        return new KvPool(headDim, dtype, new BlockPool((long) headDim * dtype.bytes(), (int) count));
+        return new KvPool(headDim, dtype, new BlockPool(dtype.rowBytes(headDim), (int) count));
     }
 
-    /** Returns the bytes of one block of {@code headDim}-element {@code dtype} rows. */
+    /**
+     * Returns the bytes of one block of {@code headDim}-element {@code dtype} rows.
+     *
+     * @throws IllegalArgumentException as {@link DType#rowBytes(int)}
+     */
     public static long blockBytes(int headDim, DType dtype) {
-        long tile = (long) headDim * dtype.bytes() * BLOCK_TOKENS;
+        long tile = dtype.rowBytes(headDim) * BLOCK_TOKENS;
         return (2 * tile + 63) / 64 * 64;
     }
 

@@ -5,6 +5,7 @@ import io.github.kvcache4j.kernel.Kernels;
 import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.sharing.SharingPlan;
 import io.github.kvcache4j.store.BlockPool;
+import io.github.kvcache4j.store.HadamardRotation;
 import io.github.kvcache4j.store.KvStore;
 import io.github.kvcache4j.store.LessState;
 import java.io.IOException;
@@ -97,7 +98,9 @@ final class OffHeapKvCache implements KvCache {
                     + " elements per row, the config " + headDim + " " + config.dtype());
         }
         BlockPool pool = shared != null ? shared.blocks() : privatePool(buffers, config);
-        this.store = new KvStore(buffers, headDim, config.capacity(), config.dtype(), pool, shared == null);
+        HadamardRotation rotation = config.keyRotationSeed().isPresent()
+                ? new HadamardRotation(headDim, config.keyRotationSeed().getAsLong()) : null;
+        this.store = new KvStore(buffers, headDim, config.capacity(), config.dtype(), rotation, pool, shared == null);
         this.limit = new int[kvHeads];
         this.view = new TrackerViews.Buffer(store);
         this.attention = new TrackerViews.Weights(config.groupSize(), KeyTiles.roundToTiles(config.capacity()));
@@ -119,7 +122,7 @@ final class OffHeapKvCache implements KvCache {
                     + KvPool.BLOCK_TOKENS + " tokens (source layers x kvHeads x ceil(capacity / "
                     + KvPool.BLOCK_TOKENS + ")), more than a pool holds (" + MAX_BLOCKS + ")");
         }
-        return new BlockPool((long) config.headDim() * config.dtype().bytes(), (int) blocks);
+        return new BlockPool(config.dtype().rowBytes(config.headDim()), (int) blocks);
     }
 
     @Override
@@ -155,7 +158,7 @@ final class OffHeapKvCache implements KvCache {
         args.checkLayer(layer);
         args.checkAppend(layer, plan.sourceOf(layer), firstPosition, tokens, lastPosition[layer]);
         int row = kvHeads * headDim;
-        args.checkStorable(keys, (long) tokens * row);
+        args.checkStorableKeys(keys, (long) tokens * row);
         args.checkStorable(values, (long) tokens * row);
         int base = plan.storageIndex(layer) * kvHeads;
         boolean evict;

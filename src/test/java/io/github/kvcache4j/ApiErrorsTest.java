@@ -394,6 +394,18 @@ class ApiErrorsTest {
                                 }
                             }
                         }),
+                row("append", "key beyond Float.MAX_VALUE / sqrt(headDim) with key rotation", iae,
+                        "keys[3] = 3.4028235E38 exceeds 6.015398E37 (Float.MAX_VALUE / sqrt(headDim))",
+                        (c, a) -> {
+                            try (KvCache rotated = KvCache.create(small().headDim(32).dtype(DType.Q4).keyRotation(1).build())) {
+                                Snapshot before = Snapshot.of(rotated);
+                                try {
+                                    rotated.append(0, 0, with(floats(2 * 32), 3, Float.MAX_VALUE), floats(2 * 32));
+                                } finally {
+                                    assertEquals(before, Snapshot.of(rotated), "cache changed by a rejected call, seed " + SEED);
+                                }
+                            }
+                        }),
                 // KvCacheConfig.Builder.build and KvCacheConfig
                 row("Builder.build", "layers unset or <= 0", iae, "layers must be > 0, got 0",
                         (c, a) -> KvCacheConfig.builder().build()),
@@ -412,6 +424,12 @@ class ApiErrorsTest {
                 row("Builder.build", "layers x kvHeads beyond a Java array", iae,
                         "layers (2147483647) times kvHeads (2) must be at most 2147483639",
                         (c, a) -> build(b -> b.layers(Integer.MAX_VALUE).kvSourceLayers(null))),
+                row("Builder.build", "headDim not a multiple of 32 for Q8 or Q4", iae,
+                        "headDim must be a multiple of 32 for dtype Q8 (its groups of 32 elements share a scale), got 8",
+                        (c, a) -> build(b -> b.dtype(DType.Q8))),
+                row("Builder.build", "keyRotation with an unquantized dtype", iae,
+                        "keyRotation applies to the quantized dtypes Q8 and Q4 only, got dtype F32",
+                        (c, a) -> build(b -> b.keyRotation(1))),
                 row("Builder.build", "dtype null", npe, "dtype", (c, a) -> build(b -> b.dtype(null))),
                 row("Builder.build", "policy null", npe, "policy", (c, a) -> build(b -> b.policy(null))),
                 row("Builder.build", "capacity not above the protected tokens", iae,

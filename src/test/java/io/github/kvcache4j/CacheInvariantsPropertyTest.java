@@ -28,8 +28,8 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Random interleavings of append, attend, compress and reset over random shapes, storage types,
- * policies and configuration variants; after every step the cache must satisfy its invariants:
+ * Random interleavings of append, attend, compress and reset over random shapes, storage types
+ * (Q8 and Q4 with and without key rotation among them), policies and configuration variants; after every step the cache must satisfy its invariants:
  * capacity, protected tokens, unique and past positions, stable contents, attention equal to a
  * float64 reference over what {@link KvCache#read} returns, and {@link CacheStats} consistent with
  * {@link KvCache#positions}. A seed printed per policy replays a run ({@code -Dkvcache4j.seed=}).
@@ -39,6 +39,8 @@ class CacheInvariantsPropertyTest {
     private static final int CASES = Integer.getInteger("kvcache4j.propertyCases", 1000);
     private static final int STEPS = 40;
     private static final int[] HEAD_DIMS = {16, 24, 64};
+    /** Head dimensions of Q8 and Q4 cases: whole groups of 32. */
+    private static final int[] QUANTIZED_HEAD_DIMS = {32, 64};
     private static final int[] GROUPS = {1, 2, 4};
     private static final ValueLayout.OfFloat NATIVE_FLOAT =
             ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.nativeOrder());
@@ -196,11 +198,15 @@ class CacheInvariantsPropertyTest {
             this.layers = r.nextInt(Math.max(1, variant.minLayers()), 4);
             this.kvHeads = r.nextInt(1, 3);
             this.queryHeads = kvHeads * GROUPS[r.nextInt(GROUPS.length)];
-            this.d = HEAD_DIMS[r.nextInt(HEAD_DIMS.length)];
+            this.d = dtype.isQuantized() ? QUANTIZED_HEAD_DIMS[r.nextInt(QUANTIZED_HEAD_DIMS.length)]
+                    : HEAD_DIMS[r.nextInt(HEAD_DIMS.length)];
             this.capacity = r.nextInt(7) == 0 ? r.nextInt(66, 73) : r.nextInt(2, 21);
             this.policy = maker.make(capacity, r);
             KvCacheConfig.Builder b = KvCacheConfig.builder().layers(layers).kvHeads(kvHeads).queryHeads(queryHeads)
                     .headDim(d).capacity(capacity).dtype(dtype).policy(policy.policy());
+            if (dtype.isQuantized() && r.nextBoolean()) {
+                b.keyRotation(r.nextLong());
+            }
             this.config = variant.feature().apply(b, layers, r).build();
             this.sources = config.kvSourceLayers();
             this.last = new int[layers];
@@ -508,7 +514,7 @@ class CacheInvariantsPropertyTest {
                 }
             }
             assertEquals(evicted, stats.evicted(), at() + ": stats.evicted");
-            assertEquals(residentSlots * 2L * d * config.dtype().bytes(), stats.residentBytes(), at() + ": residentBytes");
+            assertEquals(residentSlots * 2L * config.dtype().rowBytes(d), stats.residentBytes(), at() + ": residentBytes");
             assertEquals(reserved, stats.reservedBytes(), at() + ": reservedBytes");
             assertTrue(stats.stateBytes() >= 0, at() + ": stateBytes");
         }

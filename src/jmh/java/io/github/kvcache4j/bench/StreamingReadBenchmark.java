@@ -67,6 +67,11 @@ public class StreamingReadBenchmark {
     /** Reads every byte once: four independent FMA chains over 64-byte vectors. */
     @Benchmark
     public float read() {
+        return read(data, weights);
+    }
+
+    /** Reads every byte of {@code data} once with {@code weights} of four float vectors; the ceiling of other benchmarks too. */
+    static float read(MemorySegment data, float[] weights) {
         int l = F.length();
         long step = 4L * l * 4;
         FloatVector w = FloatVector.fromArray(F, weights, 0);

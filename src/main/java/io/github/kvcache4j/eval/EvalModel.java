@@ -2,6 +2,7 @@ package io.github.kvcache4j.eval;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.model.LlamaModel;
 import io.github.kvcache4j.model.Tokenizer;
@@ -14,13 +15,14 @@ import java.util.function.LongConsumer;
  * @param model the decoder
  * @param tokenizer its tokenizer
  * @param dtype the cache's storage type
+ * @param rotateKeys whether a Q8 or Q4 cache rotates keys before quantizing ({@link KvFormat})
  * @param tokensDone called with the number of tokens after every forward call (progress)
  * @param learnedLess the trained LESS feature map for the {@code +less_learned} recipes, or null
  * @param window tokens per continuation window, at most the model's context length
  * @param headRanking the needle-attention score of every (layer, kv-head) ({@link NeedleHeads}),
  *     or null before the calibration ran
  */
-record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone,
+record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, boolean rotateKeys, LongConsumer tokensDone,
                  FeatureMap learnedLess, int window, double[] headRanking) {
 
     /** Largest number of tokens fed to the model in one call, so progress moves smoothly. */
@@ -28,28 +30,35 @@ record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsume
 
     /** Creates the evaluation of {@code model} without a trained LESS map, on the default window. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone) {
-        this(model, tokenizer, dtype, tokensDone, null, ContinuationTask.WINDOW, null);
+        this(model, tokenizer, dtype, false, tokensDone, null, ContinuationTask.WINDOW, null);
     }
 
     /** Creates the evaluation of {@code model} with a trained LESS map, on the default window. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, FeatureMap learnedLess) {
-        this(model, tokenizer, dtype, tokensDone, learnedLess, ContinuationTask.WINDOW, null);
+        this(model, tokenizer, dtype, false, tokensDone, learnedLess, ContinuationTask.WINDOW, null);
     }
 
     /** Creates the evaluation of {@code model} without a trained LESS map, on {@code window} tokens. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, int window) {
-        this(model, tokenizer, dtype, tokensDone, null, window, null);
+        this(model, tokenizer, dtype, false, tokensDone, null, window, null);
+    }
+
+    /** Creates the evaluation of {@code model} in storage format {@code format}. */
+    EvalModel(LlamaModel model, Tokenizer tokenizer, KvFormat format, LongConsumer tokensDone, FeatureMap learnedLess,
+              int window) {
+        this(model, tokenizer, format.dtype(), format.rotated(), tokensDone, learnedLess, window, null);
     }
 
     /** Creates the evaluation of {@code model} with a trained LESS map (or null), on {@code window} tokens. */
     EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsumer tokensDone, FeatureMap learnedLess,
               int window) {
-        this(model, tokenizer, dtype, tokensDone, learnedLess, window, null);
+        this(model, tokenizer, dtype, false, tokensDone, learnedLess, window, null);
     }
 
     /** Returns this evaluation with the heads ranked by {@link NeedleHeads#rank} on {@code tokens}. */
     EvalModel withHeadRanking(int[] tokens) {
-        return new EvalModel(model, tokenizer, dtype, tokensDone, learnedLess, window, NeedleHeads.rank(this, tokens));
+        return new EvalModel(model, tokenizer, dtype, rotateKeys, tokensDone, learnedLess, window,
+                NeedleHeads.rank(this, tokens));
     }
 
     /**
@@ -65,15 +74,10 @@ record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsume
         return headRanking;
     }
 
-    /** Returns whether the heads were ranked. */
-    boolean ranked() {
-        return headRanking != null;
-    }
-
     /** Creates a cache of {@code capacity} tokens per (layer, kv-head) built by {@code recipe}. */
     KvCache newCache(CacheRecipe recipe, int capacity) {
-        return KvCache.create(recipe.applyTo(model.cacheConfig().capacity(capacity).dtype(dtype),
-                model.config().headDim(), learnedLess).build());
+        KvCacheConfig.Builder b = new KvFormat(dtype, rotateKeys).applyTo(model.cacheConfig().capacity(capacity));
+        return KvCache.create(recipe.applyTo(b, model.config().headDim(), learnedLess).build());
     }
 
     /**

@@ -23,6 +23,8 @@ import java.util.Locale;
  * @param copySamples copy prompts (0: skip the task)
  * @param threads matrix-product threads
  * @param dtype cache storage type
+ * @param kvFormats the storage formats of the format sweep ({@link KvFormatSweep}), or empty for
+ *     the ordinary run in {@code dtype}
  * @param lessMap the trained LESS feature map of the {@code +less_learned} policies
  * @param heatmap the needle-in-a-haystack grid, or null to skip it
  * @param heatmapRatio the compression ratio of the heatmaps
@@ -32,7 +34,7 @@ import java.util.Locale;
  */
 record EvalOptions(Path model, Path text, int start, List<String> policies, double[] ratios, int windows,
                    int window, int passkeySamples, Path passkeyPrompts, int copySamples, int threads, DType dtype,
-                   Path lessMap, NeedleHeatmap.Grid heatmap, double heatmapRatio, int decodeTimeWindows, Path out,
+                   List<KvFormat> kvFormats, Path lessMap, NeedleHeatmap.Grid heatmap, double heatmapRatio, int decodeTimeWindows, Path out,
                    boolean help) {
 
     /** Replayed passkey prompts of the default run. */
@@ -66,7 +68,10 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
               --passkey-prompts PATH  the prompt list (default data/passkey-prompts.csv)
               --copy N           copy-retrieval prompts (default %d; 0 skips the task)
               --threads N        matrix-product threads (default: available processors)
-              --dtype TYPE       cache storage: f32, f16 or bf16 (default f32)
+              --dtype TYPE       cache storage: f32, f16, bf16, q8 or q4 (default f32)
+              --dtypes LIST      run the storage-format sweep instead: every policy and ratio in each
+                                 format of the comma list of F32, F16, BF16, Q8, Q4, Q8R, Q4R (R: keys
+                                 rotated before quantizing); writes kv-formats.md/.csv and two plots
               --less-map PATH    trained LESS maps of the +less_learned policies
                                  (default data/austen-recall-less.bin)
               --heatmap GRID     needle-in-a-haystack heatmaps: small (3 lengths x 5 depths, default),
@@ -100,6 +105,7 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
         int decodeTime = 0;
         int threads = Runtime.getRuntime().availableProcessors();
         DType dtype = DType.F32;
+        List<KvFormat> kvFormats = List.of();
         Path out = Path.of("target", "eval");
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
@@ -108,7 +114,7 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
             }
             if (arg.equals("--help") || arg.equals("-h")) {
                 return new EvalOptions(model, text, start, policies, ratios, windows, window, passkey, passkeyPrompts,
-                        copy, threads, dtype, lessMap, heatmap, heatmapRatio, decodeTime, out, true);
+                        copy, threads, dtype, kvFormats, lessMap, heatmap, heatmapRatio, decodeTime, out, true);
             }
             if (!arg.startsWith("--")) {
                 throw new UsageException("unexpected argument '" + arg + "' (options start with --; see --help)");
@@ -141,12 +147,13 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
                 case "--copy" -> copy = integer(name, value, 0);
                 case "--threads" -> threads = integer(name, value, 1);
                 case "--dtype" -> dtype = dtype(value);
+                case "--dtypes" -> kvFormats = kvFormats(value);
                 case "--out" -> out = Path.of(value);
                 default -> throw new UsageException("unknown option '" + name + "' (see --help)");
             }
         }
         return new EvalOptions(model, text, start, policies, ratios, windows, window, passkey, passkeyPrompts, copy,
-                threads, dtype, lessMap, heatmap, heatmapRatio, decodeTime, out, false);
+                threads, dtype, kvFormats, lessMap, heatmap, heatmapRatio, decodeTime, out, false);
     }
 
     private static int integer(String name, String value, int min) throws UsageException {
@@ -220,7 +227,20 @@ record EvalOptions(Path model, Path text, int start, List<String> policies, doub
         try {
             return DType.valueOf(value.strip().toUpperCase(Locale.ROOT));
         } catch (IllegalArgumentException e) {
-            throw new UsageException("--dtype: '" + value + "' is not one of f32, f16, bf16");
+            throw new UsageException("--dtype: '" + value + "' is not one of f32, f16, bf16, q8, q4");
         }
+    }
+
+    private static List<KvFormat> kvFormats(String value) throws UsageException {
+        LinkedHashSet<KvFormat> formats = new LinkedHashSet<>();
+        for (String part : value.split(",")) {
+            if (!part.isBlank()) {
+                formats.add(KvFormat.parse(part));
+            }
+        }
+        if (formats.isEmpty()) {
+            throw new UsageException("--dtypes: empty list, give at least one of F32, F16, BF16, Q8, Q4, Q8R, Q4R");
+        }
+        return List.copyOf(formats);
     }
 }

@@ -97,10 +97,18 @@ public final class Evaluator {
             out.printf(Locale.ROOT,
                     "model %s (%s), text %s: %d tokens; %d windows of %d from token %d; cache %s; %d threads%n",
                     o.model().getFileName(), model.config(), o.text().getFileName(), tokens.length, o.windows(),
-                    window, o.start(), o.dtype(), o.threads());
+                    window, o.start(), o.kvFormats().isEmpty() ? o.dtype()
+                            : o.kvFormats().stream().map(KvFormat::name).toList(), o.threads());
             int configs = 1;
             for (String policy : o.policies()) {
                 configs += policy.equals(PolicyRegistry.FULL) ? 0 : ratios(o, policy).length;
+            }
+            if (!o.kvFormats().isEmpty()) {
+                Progress progress = new Progress(err, o.kvFormats().size() * work(o, samples, configs, window),
+                        err == System.err && Progress.stderrIsTerminal());
+                KvFormatSweep.run(o, window, model, tok, learned, tokens, samples, progress, out);
+                out.printf(Locale.ROOT, "total %s%n", Progress.duration((System.nanoTime() - t0) / 1e9));
+                return 0;
             }
             List<String> heatmapPolicies = heatmapPolicies(o);
             NeedleHeatmap.Grid heatmap = o.heatmap() == null ? null : NeedleHeatmap.fitting(o.heatmap(), window);
@@ -114,7 +122,7 @@ public final class Evaluator {
                     + (o.decodeTimeWindows() == 0 ? 0
                     : DecodeTimeRun.work(configs - 1, o.decodeTimeWindows(), window, samples.passkey()));
             Progress progress = new Progress(err, work, err == System.err && Progress.stderrIsTerminal());
-            EvalModel eval = new EvalModel(model, tok, o.dtype(), progress::advance, learned, window);
+            EvalModel eval = new EvalModel(model, tok, KvFormat.of(o.dtype()), progress::advance, learned, window);
             if (ranksHeads) {
                 eval = eval.withHeadRanking(tokens);
                 out.println("needle attention per (layer, kv-head), highest first: "
@@ -250,7 +258,8 @@ public final class Evaluator {
         }
     }
 
-    private static List<ResultRow> evaluate(EvalOptions o, EvalModel eval, int[] tokens, Samples samples) {
+    /** Runs the continuation, passkey and copy tasks for the full cache and every (policy, ratio) of {@code o}. */
+    static List<ResultRow> evaluate(EvalOptions o, EvalModel eval, int[] tokens, Samples samples) {
         List<String> names = new ArrayList<>(List.of(PolicyRegistry.FULL));
         List<SharedPrefill.Config> configs = new ArrayList<>(List.of(
                 new SharedPrefill.Config(PolicyRegistry.create(PolicyRegistry.FULL), 0)));

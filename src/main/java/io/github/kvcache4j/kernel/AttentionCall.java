@@ -50,7 +50,9 @@ public final class AttentionCall {
      * block table. Block {@code i} holds slots {@code [i·TILE, (i+1)·TILE)}: {@code keyBlocks[i]}
      * is one key tile in the {@link KeyTiles} layout (dimension-major, {@code [dim][TILE]}) and
      * {@code valueBlocks[i]} the tile's value rows {@code [slot % TILE][headDim]}. Blocks may lie
-     * anywhere in memory; the arrays are read, not copied.
+     * anywhere in memory; the arrays are read, not copied. For {@link DType#Q8} and {@link DType#Q4}
+     * ({@code headDim} a multiple of 32) keys are rows too: {@code keyBlocks[i]} holds the tile's
+     * key rows {@code [slot % TILE][rowBytes]} in the {@link QuantizedLayout} format.
      *
      * @param keyBlocks key tiles, at least {@code ceil(n / TILE)} of them
      * @param valueBlocks value blocks, as many
@@ -140,13 +142,16 @@ public final class AttentionCall {
         if (n < 1 || group < 1) {
             return "n and group must be >= 1, got " + n + " and " + group;
         }
+        if (dtype.isQuantized() && headDim % QuantizedLayout.GROUP != 0) {
+            return dtype + " rows need headDim a multiple of " + QuantizedLayout.GROUP + ", got " + headDim;
+        }
         int tiled = KeyTiles.roundToTiles(n);
         int blocks = tiled / KeyTiles.TILE;
         if (keyBlocks.length < blocks || valueBlocks.length < blocks) {
             return keyBlocks.length + " key and " + valueBlocks.length + " value blocks, " + n + " slots need "
                     + blocks;
         }
-        long tileBytes = (long) KeyTiles.TILE * headDim * dtype.bytes();
+        long tileBytes = KeyTiles.TILE * dtype.rowBytes(headDim);
         for (int i = 0; i < blocks; i++) {
             if (keyBlocks[i] == null || keyBlocks[i].byteSize() < tileBytes
                     || valueBlocks[i] == null || valueBlocks[i].byteSize() < tileBytes) {

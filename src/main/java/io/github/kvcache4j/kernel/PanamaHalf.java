@@ -33,6 +33,7 @@ final class PanamaHalf {
             case F32 -> KIND_F32;
             case F16 -> KIND_F16;
             case BF16 -> KIND_BF16;
+            case Q8, Q4 -> throw new IllegalArgumentException(dtype + " rows are read by PanamaQuantAttention");
         };
     }
 
@@ -92,7 +93,7 @@ final class PanamaHalf {
                         .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, i);
             }
             for (; i < count; i++) {
-                dst[i] = ScalarKernels.element(src, DType.BF16, first + i);
+                dst[i] = Float.intBitsToFloat(src.get(I16_LE, (first + i) * 2) << 16);
             }
         }
         return ws.floatSegment;

@@ -40,6 +40,8 @@ import jdk.incubator.vector.FloatVector;
  * inlining budget once it had seen several dtypes, and a vector returned from a call that is not
  * inlined is boxed on every step. Sums and exponentials use fixed sequences of lane-wise
  * operations, so results are bit-identical in every JIT tier and on every thread.
+ *
+ * <p>Q8 and Q4 rows go to {@link PanamaQuantAttention}, which dequantizes in registers.
  */
 final class PanamaKernels implements Kernels {
 
@@ -78,6 +80,21 @@ final class PanamaKernels implements Kernels {
     @Override
     public void attend(AttentionCall call) {
         assert call.violation() == null : call.violation();
+        // Dispatched here rather than inside the loop below: a larger loop method outgrows C2's
+        // inlining budget, and its vectors are then boxed on every step.
+        if (call.dtype.isQuantized()) {
+            if (PanamaQuantAttention.SUPPORTED) {
+                PanamaQuantAttention.attend(call);
+            } else {
+                ScalarKernels.INSTANCE.attend(call);
+            }
+            return;
+        }
+        attendElementwise(call);
+    }
+
+    /** {@link #attend} over F32, F16 and BF16 rows. */
+    private static void attendElementwise(AttentionCall call) {
         final MemorySegment[] keyBlocks = call.keyBlocks;
         final MemorySegment[] valueBlocks = call.valueBlocks;
         final DType dtype = call.dtype;

@@ -27,6 +27,21 @@ public final class QuantizedRows {
     private QuantizedRows() {
     }
 
+    /** Returns {@code d_g·c_i}, element {@code i} of the Q8 row at {@code rowOff}, as the row decoder gives it. */
+    public static float elementQ8(MemorySegment row, long rowOff, int i) {
+        long at = rowOff + (long) (i / GROUP) * Q8_GROUP_BYTES;
+        return row.get(F32, at + Q8_SCALE) * row.get(ValueLayout.JAVA_BYTE, at + Q8_CODES + i % GROUP);
+    }
+
+    /** Returns {@code fma(d_g, c_i, m_g)}, element {@code i} of the Q4 row at {@code rowOff}, as the row decoder gives it. */
+    public static float elementQ4(MemorySegment row, long rowOff, int i) {
+        long at = rowOff + (long) (i / GROUP) * Q4_GROUP_BYTES;
+        int j = i % GROUP;
+        int packed = row.get(ValueLayout.JAVA_BYTE, at + Q4_CODES + j % (GROUP / 2));
+        int code = j < GROUP / 2 ? packed & 0xF : (packed >> 4) & 0xF;
+        return Math.fma(row.get(F32, at + Q4_SCALE), code, row.get(F32, at + Q4_MIN));
+    }
+
     /** Returns {@code Σ_g d_g·Σ_{i∈g} q_i·c_i}, the dot product of {@code q} with the Q8 row at {@code rowOff}. */
     public static float dotQ8(float[] q, int qOff, MemorySegment row, long rowOff, int headDim) {
         assert headDim > 0 && headDim % GROUP == 0 : headDim;

@@ -7,7 +7,11 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Arrays;
 
-/** Plain-loop kernels: the fallback when the Vector API is absent, and the twin the SIMD ones are tested against. */
+/**
+ * Plain-loop kernels: the fallback when the Vector API is absent, and the twin the SIMD ones are
+ * tested against. Quantized elements are dequantized one at a time, exactly as the row decoders of
+ * the store do, so the scalar attention is the float32 attention over the dequantized rows.
+ */
 final class ScalarKernels implements Kernels {
 
     static final ScalarKernels INSTANCE = new ScalarKernels();
@@ -53,6 +57,7 @@ final class ScalarKernels implements Kernels {
         final float[] maxAndSum = call.maxAndSum;
         final float[] out = call.out;
         final int outOff = call.outOffset;
+        final boolean quantized = dtype.isQuantized();
         for (int j = 0; j < n; j++) {
             boolean masked = positions != null && positions[j] > queryPosition;
             MemorySegment keys = keyBlocks[j / KeyTiles.TILE];
@@ -62,7 +67,8 @@ final class ScalarKernels implements Kernels {
                 if (!masked) {
                     int qg = qOff + g * headDim;
                     for (int i = 0; i < headDim; i++) {
-                        s += q[qg + i] * element(keys, dtype, KeyTiles.keyIndex(inTile, i, headDim));
+                        s += q[qg + i] * element(keys, dtype, quantized ? (long) inTile * headDim + i
+                                : KeyTiles.keyIndex(inTile, i, headDim), headDim);
                     }
                 }
                 w[g * stride + j] = masked ? Float.NEGATIVE_INFINITY : scale * s;
@@ -88,7 +94,7 @@ final class ScalarKernels implements Kernels {
             MemorySegment values = valueBlocks[j / KeyTiles.TILE];
             long row = (long) (j % KeyTiles.TILE) * headDim;
             for (int i = 0; i < headDim; i++) {
-                float v = element(values, dtype, row + i);
+                float v = element(values, dtype, row + i, headDim);
                 for (int g = 0; g < group; g++) {
                     out[outOff + g * headDim + i] += w[g * stride + j] * v;
                 }
@@ -96,12 +102,17 @@ final class ScalarKernels implements Kernels {
         }
     }
 
-    /** Decodes the stored element at element index {@code index}. */
-    static float element(MemorySegment seg, DType dtype, long index) {
+    /**
+     * Decodes the stored element at element index {@code index}. Q8 and Q4 elements are addressed
+     * as in rows of {@code headDim}: element {@code index % headDim} of row {@code index / headDim}.
+     */
+    static float element(MemorySegment seg, DType dtype, long index, int headDim) {
         return switch (dtype) {
             case F32 -> seg.get(F32, index * 4);
             case F16 -> Float.float16ToFloat(seg.get(I16, index * 2));
             case BF16 -> Float.intBitsToFloat(seg.get(I16, index * 2) << 16);
+            case Q8 -> QuantizedRows.elementQ8(seg, index / headDim * dtype.rowBytes(headDim), (int) (index % headDim));
+            case Q4 -> QuantizedRows.elementQ4(seg, index / headDim * dtype.rowBytes(headDim), (int) (index % headDim));
         };
     }
 }

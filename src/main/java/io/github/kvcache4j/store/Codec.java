@@ -6,8 +6,10 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 
 /**
- * Scalar encoding and decoding of stored elements. Encoding rounds to nearest even; zero,
- * subnormals, infinities and NaN keep their class (a NaN stays a NaN, quiet).
+ * Scalar encoding and decoding of stored elements of the element-wise dtypes F32, F16 and BF16.
+ * Encoding rounds to nearest even; zero, subnormals, infinities and NaN keep their class (a NaN
+ * stays a NaN, quiet). Q8 and Q4 store whole rows ({@link Q8}, {@link Q4}, {@link QuantCodec}) and
+ * are rejected here.
  */
 public final class Codec {
 
@@ -37,6 +39,8 @@ public final class Codec {
     /**
      * Writes {@code count} floats from {@code src[srcOff..]} as the elements at
      * {@code index, index + stride, ...}.
+     *
+     * @throws IllegalArgumentException for {@link DType#Q8} and {@link DType#Q4}
      */
     public static void encode(float[] src, int srcOff, MemorySegment dst, DType dtype, long index, int stride, int count) {
         switch (dtype) {
@@ -55,7 +59,19 @@ public final class Codec {
                     dst.set(I16, (index + (long) i * stride) * 2, floatToBf16(src[srcOff + i]));
                 }
             }
+            case Q8, Q4 -> throw rowWise(dtype);
         }
+    }
+
+    private static void checkElementwise(DType dtype) {
+        if (dtype.isQuantized()) {
+            throw rowWise(dtype);
+        }
+    }
+
+    private static IllegalArgumentException rowWise(DType dtype) {
+        return new IllegalArgumentException("dtype " + dtype + " stores whole rows, not elements: use "
+                + dtype + ".encode and " + dtype + ".decode");
     }
 
     /** Writes {@code count} floats from {@code src[srcOff..]} as elements {@code [index, index+count)}. */
@@ -66,14 +82,18 @@ public final class Codec {
     /**
      * Reads the elements at {@code index, index + stride, ...} into {@code dst[dstOff..]} as
      * {@code count} floats.
+     *
+     * @throws IllegalArgumentException for {@link DType#Q8} and {@link DType#Q4}
      */
     public static void decode(MemorySegment src, DType dtype, long index, int stride, float[] dst, int dstOff, int count) {
+        checkElementwise(dtype);
         for (int i = 0; i < count; i++) {
             long at = index + (long) i * stride;
             dst[dstOff + i] = switch (dtype) {
                 case F32 -> src.get(F32, at * 4);
                 case F16 -> Float.float16ToFloat(src.get(I16, at * 2));
                 case BF16 -> bf16ToFloat(src.get(I16, at * 2));
+                case Q8, Q4 -> throw rowWise(dtype);
             };
         }
     }
@@ -83,12 +103,18 @@ public final class Codec {
         decode(src, dtype, index, 1, dst, dstOff, count);
     }
 
-    /** Returns {@code f} after a round trip through {@code dtype}. */
+    /**
+     * Returns {@code f} after a round trip through {@code dtype}.
+     *
+     * @throws IllegalArgumentException for {@link DType#Q8} and {@link DType#Q4}, whose round trip
+     *     depends on the whole group
+     */
     public static float roundTrip(float f, DType dtype) {
         return switch (dtype) {
             case F32 -> f;
             case F16 -> Float.float16ToFloat(Float.floatToFloat16(f));
             case BF16 -> bf16ToFloat(floatToBf16(f));
+            case Q8, Q4 -> throw rowWise(dtype);
         };
     }
 }

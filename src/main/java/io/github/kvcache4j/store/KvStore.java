@@ -11,7 +11,10 @@ import java.util.Arrays;
  * buffer holds up to {@code capacity} resident tokens: a key and a value of {@code headDim}
  * elements in the storage {@link DType}, and the token's absolute position. A buffer is a block
  * table: slot {@code s} lives in block {@code s / TILE}, its key in the block's key tile
- * ({@link KeyTiles} layout), its value in the block's value rows.
+ * ({@link KeyTiles} layout), its value in the block's value rows. Quantized dtypes ({@link DType#Q8},
+ * {@link DType#Q4}) keep keys as rows too, {@code [slot % TILE][rowBytes]} (a group's scale sits
+ * with its codes, so a tile of dimension-major codes would not help), through a {@link QuantCodec}
+ * that may rotate keys.
  *
  * <p>Slots {@code [0, size)} of a buffer are resident, so at most one block of a buffer is partly
  * used. A buffer gets blocks through {@link #ensure} before tokens are appended, and gives every
@@ -33,6 +36,9 @@ public final class KvStore implements AutoCloseable {
     private final int capacity;
     private final DType dtype;
     private final long rowBytes;
+    /** The row codec of a quantized dtype, else null. */
+    private final QuantCodec quant;
+    private final HadamardRotation rotation;
     private final BlockPool pool;
     private final boolean ownsPool;
     private final int[][] blockIds;
@@ -54,11 +60,30 @@ public final class KvStore implements AutoCloseable {
      *     not hold rows of {@code headDim} {@code dtype} elements
      */
     public KvStore(int buffers, int headDim, int capacity, DType dtype, BlockPool pool, boolean ownsPool) {
+        this(buffers, headDim, capacity, dtype, null, pool, ownsPool);
+    }
+
+    /**
+     * Creates {@code buffers} empty buffers whose blocks come from {@code pool}, keys rotated by
+     * {@code rotation} before they are quantized.
+     *
+     * @param rotation the keys' rotation (only for a quantized {@code dtype}), or null
+     * @param ownsPool whether {@link #close()} closes the pool too (a pool private to one cache)
+     * @throws IllegalArgumentException if a dimension is not positive, the pool's blocks do not
+     *     hold rows of {@code headDim} {@code dtype} elements, or a rotation is given for an
+     *     unquantized dtype or another head dimension
+     */
+    public KvStore(int buffers, int headDim, int capacity, DType dtype, HadamardRotation rotation, BlockPool pool,
+                   boolean ownsPool) {
         if (buffers <= 0 || headDim <= 0 || capacity <= 0) {
             throw new IllegalArgumentException("buffers, headDim and capacity must be > 0, got "
                     + buffers + ", " + headDim + ", " + capacity);
         }
-        this.rowBytes = (long) headDim * dtype.bytes();
+        if (rotation != null && (!dtype.isQuantized() || rotation.headDim() != headDim)) {
+            throw new IllegalArgumentException("rotation: rows of " + rotation.headDim() + " elements for dtype "
+                    + dtype + ", but a rotation needs a quantized dtype and headDim " + headDim);
+        }
+        this.rowBytes = dtype.rowBytes(headDim);
         if (pool.tileBytes() != rowBytes * TILE) {
             throw new IllegalArgumentException("the pool's blocks hold " + pool.tileBytes() / TILE
                     + "-byte rows, but rows of " + headDim + " " + dtype + " elements take " + rowBytes);
@@ -69,6 +94,8 @@ public final class KvStore implements AutoCloseable {
         this.dtype = dtype;
         this.pool = pool;
         this.ownsPool = ownsPool;
+        this.rotation = rotation;
+        this.quant = dtype.isQuantized() ? new QuantCodec(dtype, headDim, rotation) : null;
         int maxBlocks = KeyTiles.roundToTiles(capacity) / TILE;
         this.blockIds = new int[buffers][maxBlocks];
         this.keyBlocks = new MemorySegment[buffers][maxBlocks];
@@ -88,6 +115,11 @@ public final class KvStore implements AutoCloseable {
     /** Returns the storage type. */
     public DType dtype() {
         return dtype;
+    }
+
+    /** Returns the rotation applied to keys before they are stored, or null; queries must be rotated alike. */
+    public HadamardRotation keyRotation() {
+        return rotation;
     }
 
     /** Returns the elements per row. */
@@ -196,9 +228,15 @@ public final class KvStore implements AutoCloseable {
         int slot = size[b];
         assert slot < capacity && slot < held[b] * TILE : "buffer " + b + " has no room for slot " + slot;
         assert !pool.isShared(blockIds[b][slot / TILE]) : "append to a shared block of buffer " + b;
-        Codec.encode(k, kOff, keyBlocks[b][slot / TILE], dtype, KeyTiles.keyIndex(slot % TILE, 0, headDim),
-                TILE, headDim);
-        Codec.encode(v, vOff, valueBlocks[b][slot / TILE], dtype, (long) (slot % TILE) * headDim, 1, headDim);
+        if (quant != null) {
+            long row = (slot % TILE) * rowBytes;
+            quant.encodeKey(k, kOff, keyBlocks[b][slot / TILE], row);
+            quant.encodeValue(v, vOff, valueBlocks[b][slot / TILE], row);
+        } else {
+            Codec.encode(k, kOff, keyBlocks[b][slot / TILE], dtype, KeyTiles.keyIndex(slot % TILE, 0, headDim),
+                    TILE, headDim);
+            Codec.encode(v, vOff, valueBlocks[b][slot / TILE], dtype, (long) (slot % TILE) * headDim, 1, headDim);
+        }
         positions[b][slot] = position;
         size[b] = slot + 1;
         return slot;
@@ -293,14 +331,22 @@ public final class KvStore implements AutoCloseable {
         ordered[b] = inOrder;
     }
 
-    /** Decodes the key of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
+    /** Decodes the key of slot {@code slot} of buffer {@code b} into {@code dst[off..]} (un-rotated). */
     public void readKey(int b, int slot, float[] dst, int off) {
+        if (quant != null) {
+            quant.decodeKey(keyBlocks[b][slot / TILE], (slot % TILE) * rowBytes, dst, off);
+            return;
+        }
         Codec.decode(keyBlocks[b][slot / TILE], dtype, KeyTiles.keyIndex(slot % TILE, 0, headDim), TILE,
                 dst, off, headDim);
     }
 
     /** Decodes the value of slot {@code slot} of buffer {@code b} into {@code dst[off..]}. */
     public void readValue(int b, int slot, float[] dst, int off) {
+        if (quant != null) {
+            quant.decodeValue(valueBlocks[b][slot / TILE], (slot % TILE) * rowBytes, dst, off);
+            return;
+        }
         Codec.decode(valueBlocks[b][slot / TILE], dtype, (long) (slot % TILE) * headDim, 1, dst, off, headDim);
     }
 
@@ -348,6 +394,18 @@ public final class KvStore implements AutoCloseable {
 
     private void moveRow(int b, int from, int to) {
         assert !pool.isShared(blockIds[b][to / TILE]) : "move into a shared block of buffer " + b;
+        if (quant != null) {
+            MemorySegment.copy(keyBlocks[b][from / TILE], (from % TILE) * rowBytes,
+                    keyBlocks[b][to / TILE], (to % TILE) * rowBytes, rowBytes);
+        } else {
+            moveTiledKey(b, from, to);
+        }
+        MemorySegment.copy(valueBlocks[b][from / TILE], (from % TILE) * rowBytes,
+                valueBlocks[b][to / TILE], (to % TILE) * rowBytes, rowBytes);
+        positions[b][to] = positions[b][from];
+    }
+
+    private void moveTiledKey(int b, int from, int to) {
         MemorySegment kFrom = keyBlocks[b][from / TILE];
         MemorySegment kTo = keyBlocks[b][to / TILE];
         long fromKey = KeyTiles.keyIndex(from % TILE, 0, headDim);
@@ -365,9 +423,6 @@ public final class KvStore implements AutoCloseable {
                         kFrom.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, fromKey + step));
             }
         }
-        MemorySegment.copy(valueBlocks[b][from / TILE], (from % TILE) * rowBytes,
-                valueBlocks[b][to / TILE], (to % TILE) * rowBytes, rowBytes);
-        positions[b][to] = positions[b][from];
     }
 
     /** Empties every buffer and returns all its blocks to the pool. */

@@ -74,6 +74,18 @@ class EvaluatorCliTest {
     }
 
     @Test
+    void parsesTheStorageFormatsOfTheSweep() throws UsageException {
+        assertEquals(List.of(), EvalOptions.parse().kvFormats(), "no sweep by default");
+        EvalOptions o = EvalOptions.parse("--dtypes", "f16, Q8,q4,Q4R,q4r", "--dtype", "q8");
+        assertEquals(List.of(KvFormat.of(DType.F16), KvFormat.of(DType.Q8), KvFormat.of(DType.Q4),
+                new KvFormat(DType.Q4, true)), o.kvFormats());
+        assertEquals(List.of("F16", "Q8", "Q4", "Q4R"), o.kvFormats().stream().map(KvFormat::name).toList());
+        assertEquals(DType.Q8, o.dtype());
+        assertRejected("--dtypes: 'F16R' is not one of F32, F16, BF16, Q8, Q4, Q8R, Q4R", "--dtypes", "Q8,F16R");
+        assertRejected("--dtypes: empty list", "--dtypes", ",");
+    }
+
+    @Test
     void helpListsOptionsAndPolicies() {
         Run r = run("--help");
         assertEquals(0, r.status());

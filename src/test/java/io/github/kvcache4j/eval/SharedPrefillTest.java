@@ -84,7 +84,7 @@ class SharedPrefillTest {
             assertTrue(s >= 0 && s <= 1, "a needle's share of the attention is a probability: " + Arrays.toString(ranking));
         }
         assertTrue(top > 2 * mean, "the retrieval model has heads that look at the needle: " + Arrays.toString(ranking));
-        EvalModel ranked = new EvalModel(model, eval.tokenizer(), DType.F32, n -> { }, null, eval.window(), ranking);
+        EvalModel ranked = new EvalModel(model, eval.tokenizer(), DType.F32, false, n -> { }, null, eval.window(), ranking);
         int[] context = Arrays.copyOfRange(tokens, 20_000, 20_300);
         context[0] = eval.tokenizer().bos();
         List<SharedPrefill.Config> configs = new ArrayList<>();

@@ -76,7 +76,7 @@ class CodecTest {
         SplittableRandom r = new SplittableRandom(seed);
         float[] src = Seeds.uniform(r, 333, 10);
         try (Arena arena = Arena.ofConfined()) {
-            for (DType t : DType.values()) {
+            for (DType t : new DType[] {DType.F32, DType.F16, DType.BF16}) {
                 MemorySegment seg = arena.allocate(src.length * 4L);
                 Codec.encode(src, 0, seg, t, 0, src.length);
                 float[] back = new float[src.length];

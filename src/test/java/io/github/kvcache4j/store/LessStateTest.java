@@ -215,7 +215,8 @@ class LessStateTest {
     @Test
     void lessOverTheFullCacheIsExactlyTheFullCache() {
         long seed = Seeds.fresh("lessOverTheFullCacheIsExactlyTheFullCache");
-        for (DType dtype : DType.values()) {
+        // Element-wise dtypes: D = 16 is below a quantized row's group of 32 (QuantizedCacheTest covers LESS over Q8, Q4).
+        for (DType dtype : new DType[] {DType.F32, DType.F16, DType.BF16}) {
             KvCacheConfig plain = KvCacheConfig.builder().layers(LAYERS).kvHeads(KV_HEADS).queryHeads(QUERY_HEADS)
                     .headDim(D).capacity(64).dtype(dtype).policy(Policies.h2o()).build();
             KvCacheConfig withLess = plain.toBuilder().less(FeatureMap.positiveRandom(D, RANK, seed)).build();

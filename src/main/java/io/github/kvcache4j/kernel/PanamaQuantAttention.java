@@ -1,0 +1,159 @@
+package io.github.kvcache4j.kernel;
+
+import static io.github.kvcache4j.kernel.PanamaKernels.CHUNK;
+import static io.github.kvcache4j.kernel.PanamaLanes.L;
+import static io.github.kvcache4j.kernel.PanamaQuantBlocks.scores4Q4;
+import static io.github.kvcache4j.kernel.PanamaQuantBlocks.scores4Q8;
+import static io.github.kvcache4j.kernel.PanamaQuantBlocks.values4Q4;
+import static io.github.kvcache4j.kernel.PanamaQuantBlocks.values4Q8;
+import static io.github.kvcache4j.kernel.PanamaSoftmax.exponentials;
+import static io.github.kvcache4j.kernel.PanamaSoftmax.raiseMax;
+import static io.github.kvcache4j.kernel.QuantizedLayout.GROUP;
+import static io.github.kvcache4j.kernel.Workspace.VALUE_BLOCK;
+import static io.github.kvcache4j.layout.KeyTiles.TILE;
+
+import io.github.kvcache4j.DType;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+/**
+ * Vector API decode attention over Q8 and Q4 rows ({@link QuantizedLayout}), keys and values both
+ * stored as rows. The same online softmax as {@link PanamaKernels} over chunks of
+ * {@value PanamaKernels#CHUNK} slots: a score pass over the chunk's key rows, then per block of
+ * {@value Workspace#VALUE_BLOCK} rows the exponentials and a value pass. Both passes dequantize in
+ * registers ({@link PanamaQuantBlocks}) and serve four query heads per byte loaded; a GQA group of
+ * more than four heads walks a chunk once per four heads, the later walks reading the chunk from
+ * the cache (a Q8 chunk of head dimension 128 is 144 KiB). Needs {@code L >= 8} float lanes (256-bit
+ * vectors); narrower machines run the scalar kernel for quantized rows.
+ */
+final class PanamaQuantAttention {
+
+    /** Whether the vector width suits the kernels: a byte vector of {@code L} lanes is at least 64 bits. */
+    static final boolean SUPPORTED = L >= 8 && GROUP % (2 * L) == 0;
+
+    private PanamaQuantAttention() {
+    }
+
+    /**
+     * {@link Kernels#attend} over quantized rows.
+     *
+     * @param call the arguments; its dtype is {@link DType#Q8} or {@link DType#Q4}
+     */
+    static void attend(AttentionCall call) {
+        assert SUPPORTED && call.dtype.isQuantized() : call.dtype;
+        final MemorySegment[] keyBlocks = call.keyBlocks;
+        final MemorySegment[] valueBlocks = call.valueBlocks;
+        final boolean q8 = call.dtype == DType.Q8;
+        final int n = call.n;
+        final int d = call.headDim;
+        final long rowBytes = call.dtype.rowBytes(d);
+        final float[] q = call.queries;
+        final int qOff = call.queryOffset;
+        final int group = call.group;
+        final float scale = call.scale;
+        final int[] positions = call.positions;
+        final int queryPosition = call.queryPosition;
+        final float[] w = call.weights;
+        final int stride = call.stride;
+        final boolean keepWeights = call.keepWeights;
+        final float[] maxAndSum = call.maxAndSum;
+        final float[] out = call.out;
+        final int outOff = call.outOffset;
+        final float[] sums = call.workspace.floats;
+        Arrays.fill(out, outOff, outOff + group * d, 0f);
+        for (int g = 0; g < group; g++) {
+            maxAndSum[2 * g] = Float.NEGATIVE_INFINITY;
+            maxAndSum[2 * g + 1] = 0f;
+        }
+        for (int c0 = 0; c0 < n; c0 += CHUNK) {
+            int end = Math.min(n, c0 + CHUNK);
+            for (int g0 = 0; g0 < group; g0 += 4) {
+                int last = Math.min(group, g0 + 4) - 1;
+                int ha = g0;
+                int hb = Math.min(g0 + 1, last);
+                int hc = Math.min(g0 + 2, last);
+                int he = last;
+                if (!q8) {
+                    groupSums(q, qOff, d, ha, hb, hc, he, sums);
+                }
+                for (int j = c0; j < end; j++) {
+                    MemorySegment keys = keyBlocks[j / TILE];
+                    long at = (j % TILE) * rowBytes;
+                    if (q8) {
+                        scores4Q8(keys, at, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d, qOff + he * d,
+                                scale, w, ha * stride + j, hb * stride + j, hc * stride + j, he * stride + j);
+                    } else {
+                        scores4Q4(keys, at, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d, qOff + he * d,
+                                sums, scale, w, ha * stride + j, hb * stride + j, hc * stride + j, he * stride + j);
+                    }
+                }
+            }
+            if (positions != null) {
+                for (int j = c0; j < end; j++) {
+                    if (positions[j] > queryPosition) {
+                        for (int g = 0; g < group; g++) {
+                            w[g * stride + j] = Float.NEGATIVE_INFINITY;
+                        }
+                    }
+                }
+            }
+            for (int g = 0; g < group; g++) {
+                raiseMax(w, g * stride, c0, end, keepWeights, maxAndSum, 2 * g, out, outOff + g * d, d);
+            }
+            for (int j0 = c0; j0 < end; j0 += VALUE_BLOCK) {
+                int rows = Math.min(VALUE_BLOCK, end - j0);
+                for (int g = 0; g < group; g++) {
+                    maxAndSum[2 * g + 1] += exponentials(w, g * stride + j0, rows, maxAndSum[2 * g],
+                            call.workspace.lanes);
+                }
+                // A value block is one pool block's rows from its first: VALUE_BLOCK = TILE, j0 % TILE = 0.
+                MemorySegment values = valueBlocks[j0 / TILE];
+                for (int g0 = 0; g0 < group; g0 += 4) {
+                    int last = Math.min(group, g0 + 4) - 1;
+                    int ha = g0;
+                    int hb = Math.min(g0 + 1, last);
+                    int hc = Math.min(g0 + 2, last);
+                    int he = last;
+                    int wa = ha * stride + j0;
+                    int wb = hb * stride + j0;
+                    int wc = hc * stride + j0;
+                    int we = he * stride + j0;
+                    int oa = outOff + ha * d;
+                    int ob = outOff + hb * d;
+                    int oc = outOff + hc * d;
+                    int oe = outOff + he * d;
+                    for (int base = 0; base < d; base += GROUP) {
+                        if (q8) {
+                            for (int i = 0; i < GROUP; i += 2 * L) {
+                                values4Q8(values, rows, rowBytes, base + i, w, wa, wb, wc, we, out, oa, ob, oc, oe);
+                            }
+                        } else {
+                            for (int i = 0; i < GROUP / 2; i += L) {
+                                values4Q4(values, rows, rowBytes, base + i, w, wa, wb, wc, we, out, oa, ob, oc, oe);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** Writes {@code Σ_{i∈g} q_h,i} of the four heads {@code ha..he} to {@code sums[k·groups + g]}. */
+    private static void groupSums(float[] q, int qOff, int d, int ha, int hb, int hc, int he, float[] sums) {
+        int groups = d / GROUP;
+        groupSums(q, qOff + ha * d, groups, sums, 0);
+        groupSums(q, qOff + hb * d, groups, sums, groups);
+        groupSums(q, qOff + hc * d, groups, sums, 2 * groups);
+        groupSums(q, qOff + he * d, groups, sums, 3 * groups);
+    }
+
+    private static void groupSums(float[] q, int o, int groups, float[] sums, int at) {
+        for (int g = 0; g < groups; g++) {
+            float s = 0f;
+            for (int i = 0; i < GROUP; i++) {
+                s += q[o + g * GROUP + i];
+            }
+            sums[at + g] = s;
+        }
+    }
+}
