@@ -158,11 +158,17 @@ public final class Evaluator {
         return window >= ContinuationTask.WINDOW;
     }
 
-    /** Returns the policies of the heatmaps: the full cache and every requested compressing policy. */
+    /**
+     * Returns the policies of the heatmaps: the full cache and every requested compressing policy
+     * without a LESS residual.
+     */
     private static List<String> heatmapPolicies(EvalOptions o) {
         List<String> names = new ArrayList<>(List.of(PolicyRegistry.FULL));
         for (String p : o.policies()) {
-            if (!p.equals(PolicyRegistry.FULL) && PolicyRegistry.create(p).compresses()) {
+            CacheRecipe recipe = PolicyRegistry.create(p);
+            // A LESS residual barely moves passkey (docs/less.md) and folding every evicted
+            // token costs more than the prompt itself: the heatmaps show the eviction rules.
+            if (!p.equals(PolicyRegistry.FULL) && recipe.compresses() && recipe.less() == CacheRecipe.Less.NONE) {
                 names.add(p);
             }
         }
