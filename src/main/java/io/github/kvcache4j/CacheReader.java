@@ -35,7 +35,7 @@ final class CacheReader {
             KvCache cache = read(channel, config, pool);
             if (channel.position() != channel.size()) {
                 cache.close();
-                throw new CacheFormatException("the file holds " + (channel.size() - channel.position())
+                throw new CacheFormatException("section end: the file holds " + (channel.size() - channel.position())
                         + " bytes after the saved cache");
             }
             return cache;

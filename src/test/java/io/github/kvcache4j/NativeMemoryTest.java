@@ -54,7 +54,7 @@ class NativeMemoryTest {
         }
     }
 
-    private static String awaitLine(BufferedReader out, String prefix) throws IOException {
+    static String awaitLine(BufferedReader out, String prefix) throws IOException {
         for (String line = out.readLine(); line != null; line = out.readLine()) {
             if (line.startsWith(prefix)) {
                 return line.substring(prefix.length());
@@ -64,7 +64,7 @@ class NativeMemoryTest {
     }
 
     /** Returns the committed bytes of the "Other" category (where Arena memory is counted) of {@code pid}. */
-    private static long other(Path bin, long pid) throws Exception {
+    static long other(Path bin, long pid) throws Exception {
         Process jcmd = new ProcessBuilder(bin.resolve("jcmd").toString(), Long.toString(pid),
                 "VM.native_memory", "summary").redirectErrorStream(true).start();
         String summary = new String(jcmd.getInputStream().readAllBytes());
