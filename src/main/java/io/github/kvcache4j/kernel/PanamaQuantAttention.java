@@ -66,15 +66,18 @@ final class PanamaQuantAttention {
                 if (!q8) {
                     groupSums(q, qOff, d, ha, hb, hc, he, sums);
                 }
-                for (int j = c0; j < end; j++) {
-                    MemorySegment keys = keyBlocks[j / TILE];
-                    long at = (j % TILE) * rowBytes;
+                // Chunks start on a block: slots t0 .. t0 + rows are rows 0 .. rows of one block.
+                for (int t0 = c0; t0 < end; t0 += TILE) {
+                    MemorySegment keys = keyBlocks[t0 / TILE];
+                    int rows = Math.min(TILE, end - t0);
                     if (q8) {
-                        scores4Q8(keys, at, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d, qOff + he * d,
-                                scale, w, ha * stride + j, hb * stride + j, hc * stride + j, he * stride + j);
+                        scores4Q8(keys, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
+                                qOff + he * d, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
+                                he * stride + t0);
                     } else {
-                        scores4Q4(keys, at, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d, qOff + he * d,
-                                sums, scale, w, ha * stride + j, hb * stride + j, hc * stride + j, he * stride + j);
+                        scores4Q4(keys, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
+                                qOff + he * d, sums, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
+                                he * stride + t0);
                     }
                 }
             }
