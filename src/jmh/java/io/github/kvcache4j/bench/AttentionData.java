@@ -1,6 +1,8 @@
 package io.github.kvcache4j.bench;
 
+import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
+import io.github.kvcache4j.KvCacheConfig;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
@@ -53,6 +55,14 @@ final class AttentionData {
         float[] query = new float[QUERY_HEADS * HEAD_DIM];
         fill(random, query);
         return new AttentionData(tokens, keys, values, query);
+    }
+
+    /** Returns a one-layer cache of this shape in {@code dtype} holding every token of this data. */
+    KvCache newLayerCache(DType dtype) {
+        KvCache cache = KvCache.create(KvCacheConfig.builder().layers(1).kvHeads(KV_HEADS).queryHeads(QUERY_HEADS)
+                .headDim(HEAD_DIM).capacity(tokens).dtype(dtype).build());
+        appendTo(cache);
+        return cache;
     }
 
     /** Appends every token to layer 0 of {@code cache} from position 0, in 256-token chunks. */

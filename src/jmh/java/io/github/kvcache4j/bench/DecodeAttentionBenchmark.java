@@ -2,7 +2,6 @@ package io.github.kvcache4j.bench;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
-import io.github.kvcache4j.KvCacheConfig;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -43,11 +42,8 @@ public class DecodeAttentionBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        cache = KvCache.create(KvCacheConfig.builder().layers(1).kvHeads(AttentionData.KV_HEADS)
-                .queryHeads(AttentionData.QUERY_HEADS).headDim(AttentionData.HEAD_DIM).capacity(tokens)
-                .dtype(dtype).build());
         AttentionData data = AttentionData.generate(tokens);
-        data.appendTo(cache);
+        cache = data.newLayerCache(dtype);
         query = data.query;
         out = new float[AttentionData.QUERY_HEADS * AttentionData.HEAD_DIM];
     }

@@ -2,7 +2,6 @@ package io.github.kvcache4j.bench;
 
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
-import io.github.kvcache4j.KvCacheConfig;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -53,11 +52,8 @@ public class QuantizedDecodeBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        cache = KvCache.create(KvCacheConfig.builder().layers(1).kvHeads(AttentionData.KV_HEADS)
-                .queryHeads(AttentionData.QUERY_HEADS).headDim(AttentionData.HEAD_DIM).capacity(tokens)
-                .dtype(dtype).build());
         AttentionData data = AttentionData.generate(tokens);
-        data.appendTo(cache);
+        cache = data.newLayerCache(dtype);
         query = data.query;
         out = new float[AttentionData.QUERY_HEADS * AttentionData.HEAD_DIM];
         long size = (long) tokens * AttentionData.KV_HEADS * 2 * dtype.rowBytes(AttentionData.HEAD_DIM);

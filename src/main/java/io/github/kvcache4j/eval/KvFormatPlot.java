@@ -3,14 +3,11 @@ package io.github.kvcache4j.eval;
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.jfree.chart.ChartUtils;
-import org.jfree.chart.JFreeChart;
 import org.jfree.chart.axis.NumberAxis;
 import org.jfree.chart.plot.XYPlot;
 import org.jfree.chart.renderer.xy.XYLineAndShapeRenderer;
@@ -23,9 +20,6 @@ import org.jfree.data.xy.XYSeriesCollection;
  * ratio), and the Pareto front across all of them as a line.
  */
 final class KvFormatPlot {
-
-    private static final int WIDTH = 900;
-    private static final int HEIGHT = 600;
 
     private KvFormatPlot() {
     }
@@ -66,14 +60,7 @@ final class KvFormatPlot {
         renderer.setSeriesShapesVisible(last, false);
         renderer.setSeriesStroke(last, new BasicStroke(1.5f));
         renderer.setSeriesPaint(last, Color.DARK_GRAY);
-        XYPlot plot = new XYPlot(data, x, y, renderer);
-        plot.setBackgroundPaint(Color.WHITE);
-        plot.setDomainGridlinePaint(Color.LIGHT_GRAY);
-        plot.setRangeGridlinePaint(Color.LIGHT_GRAY);
-        JFreeChart chart = new JFreeChart(title, JFreeChart.DEFAULT_TITLE_FONT, plot, true);
-        chart.setBackgroundPaint(Color.WHITE);
-        Files.createDirectories(png.toAbsolutePath().getParent());
-        ChartUtils.saveChartAsPNG(png.toFile(), chart, WIDTH, HEIGHT);
+        NllPlot.save(new XYPlot(data, x, y, renderer), title, png);
     }
 
     private static double quality(KvFormatSweep.Row row, boolean passkey) {

@@ -46,7 +46,11 @@ final class NllPlot {
         for (int i = 0; i < data.getSeriesCount(); i++) {
             renderer.setSeriesStroke(i, new BasicStroke(2f));
         }
-        XYPlot plot = new XYPlot(data, x, y, renderer);
+        save(new XYPlot(data, x, y, renderer), title, png);
+    }
+
+    /** Writes {@code plot} under {@code title} to {@code png} in the evaluator's plot style: white, grey grid, legend. */
+    static void save(XYPlot plot, String title, Path png) throws IOException {
         plot.setBackgroundPaint(Color.WHITE);
         plot.setDomainGridlinePaint(Color.LIGHT_GRAY);
         plot.setRangeGridlinePaint(Color.LIGHT_GRAY);

@@ -8,15 +8,15 @@ import static io.github.kvcache4j.kernel.PanamaHalf.widen;
 import static io.github.kvcache4j.kernel.PanamaLanes.F;
 import static io.github.kvcache4j.kernel.PanamaLanes.L;
 import static io.github.kvcache4j.kernel.PanamaScores.scoreTile;
-import static io.github.kvcache4j.kernel.PanamaSoftmax.exponentials;
-import static io.github.kvcache4j.kernel.PanamaSoftmax.raiseMax;
+import static io.github.kvcache4j.kernel.PanamaSoftmax.exponentialsOfBlock;
+import static io.github.kvcache4j.kernel.PanamaSoftmax.maskAndRaise;
+import static io.github.kvcache4j.kernel.PanamaSoftmax.start;
 import static io.github.kvcache4j.kernel.PanamaValues.accumulate;
 import static io.github.kvcache4j.kernel.Workspace.VALUE_BLOCK;
 import static io.github.kvcache4j.layout.KeyTiles.TILE;
 
 import io.github.kvcache4j.DType;
 import java.lang.foreign.MemorySegment;
-import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 
 /**
@@ -103,12 +103,8 @@ final class PanamaKernels implements Kernels {
         final int qOff = call.queryOffset;
         final int group = call.group;
         final float scale = call.scale;
-        final int[] positions = call.positions;
-        final int queryPosition = call.queryPosition;
         final float[] w = call.weights;
         final int stride = call.stride;
-        final boolean keepWeights = call.keepWeights;
-        final float[] maxAndSum = call.maxAndSum;
         final float[] out = call.out;
         final int outOff = call.outOffset;
         final Workspace workspace = call.workspace;
@@ -116,11 +112,7 @@ final class PanamaKernels implements Kernels {
         int d = call.headDim;
         boolean halfInRegisters = kind != KIND_F32 && 4 * L == TILE && group % 4 == 0 && d % (4 * L) == 0;
         boolean bf16 = kind == KIND_BF16;
-        Arrays.fill(out, outOff, outOff + group * d, 0f);
-        for (int g = 0; g < group; g++) {
-            maxAndSum[2 * g] = Float.NEGATIVE_INFINITY;
-            maxAndSum[2 * g + 1] = 0f;
-        }
+        start(call);
         for (int c0 = 0; c0 < n; c0 += CHUNK) {
             int end = Math.min(n, c0 + CHUNK);
             for (int t0 = c0; t0 < end; t0 += TILE) {
@@ -139,23 +131,10 @@ final class PanamaKernels implements Kernels {
                 }
                 scoreTile(src, first, d, q, qOff, group, scale, w, t0, stride);
             }
-            if (positions != null) {
-                for (int j = c0; j < end; j++) {
-                    if (positions[j] > queryPosition) {
-                        for (int g = 0; g < group; g++) {
-                            w[g * stride + j] = Float.NEGATIVE_INFINITY;
-                        }
-                    }
-                }
-            }
-            for (int g = 0; g < group; g++) {
-                raiseMax(w, g * stride, c0, end, keepWeights, maxAndSum, 2 * g, out, outOff + g * d, d);
-            }
+            maskAndRaise(call, c0, end);
             for (int j0 = c0; j0 < end; j0 += VALUE_BLOCK) {
                 int rows = Math.min(VALUE_BLOCK, end - j0);
-                for (int g = 0; g < group; g++) {
-                    maxAndSum[2 * g + 1] += exponentials(w, g * stride + j0, rows, maxAndSum[2 * g], workspace.lanes);
-                }
+                exponentialsOfBlock(call, j0, rows);
                 MemorySegment values = valueBlocks[j0 / TILE];
                 MemorySegment src = values;
                 long first = 0;

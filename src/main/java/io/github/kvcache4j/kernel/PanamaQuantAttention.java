@@ -6,15 +6,15 @@ import static io.github.kvcache4j.kernel.PanamaQuantBlocks.scores4Q4;
 import static io.github.kvcache4j.kernel.PanamaQuantBlocks.scores4Q8;
 import static io.github.kvcache4j.kernel.PanamaQuantBlocks.values4Q4;
 import static io.github.kvcache4j.kernel.PanamaQuantBlocks.values4Q8;
-import static io.github.kvcache4j.kernel.PanamaSoftmax.exponentials;
-import static io.github.kvcache4j.kernel.PanamaSoftmax.raiseMax;
+import static io.github.kvcache4j.kernel.PanamaSoftmax.exponentialsOfBlock;
+import static io.github.kvcache4j.kernel.PanamaSoftmax.maskAndRaise;
+import static io.github.kvcache4j.kernel.PanamaSoftmax.start;
 import static io.github.kvcache4j.kernel.QuantizedLayout.GROUP;
 import static io.github.kvcache4j.kernel.Workspace.VALUE_BLOCK;
 import static io.github.kvcache4j.layout.KeyTiles.TILE;
 
 import io.github.kvcache4j.DType;
 import java.lang.foreign.MemorySegment;
-import java.util.Arrays;
 
 /**
  * Vector API decode attention over Q8 and Q4 rows ({@link QuantizedLayout}), keys and values both
@@ -51,69 +51,46 @@ final class PanamaQuantAttention {
         final int qOff = call.queryOffset;
         final int group = call.group;
         final float scale = call.scale;
-        final int[] positions = call.positions;
-        final int queryPosition = call.queryPosition;
         final float[] w = call.weights;
         final int stride = call.stride;
-        final boolean keepWeights = call.keepWeights;
-        final float[] maxAndSum = call.maxAndSum;
         final float[] out = call.out;
         final int outOff = call.outOffset;
         final float[] sums = call.workspace.floats;
-        Arrays.fill(out, outOff, outOff + group * d, 0f);
-        for (int g = 0; g < group; g++) {
-            maxAndSum[2 * g] = Float.NEGATIVE_INFINITY;
-            maxAndSum[2 * g + 1] = 0f;
-        }
+        start(call);
         for (int c0 = 0; c0 < n; c0 += CHUNK) {
             int end = Math.min(n, c0 + CHUNK);
-            for (int g0 = 0; g0 < group; g0 += 4) {
-                int last = Math.min(group, g0 + 4) - 1;
-                int ha = g0;
-                int hb = Math.min(g0 + 1, last);
-                int hc = Math.min(g0 + 2, last);
-                int he = last;
+            for (int ha = 0; ha < group; ha += 4) {
+                int hb = head(ha, 1, group);
+                int hc = head(ha, 2, group);
+                int he = head(ha, 3, group);
                 if (!q8) {
                     groupSums(q, qOff, d, ha, hb, hc, he, sums);
                 }
-                for (int j = c0; j < end; j++) {
-                    MemorySegment keys = keyBlocks[j / TILE];
-                    long at = (j % TILE) * rowBytes;
+                // Chunks start on a block: slots t0 .. t0 + rows are rows 0 .. rows of one block.
+                for (int t0 = c0; t0 < end; t0 += TILE) {
+                    MemorySegment keys = keyBlocks[t0 / TILE];
+                    int rows = Math.min(TILE, end - t0);
                     if (q8) {
-                        scores4Q8(keys, at, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d, qOff + he * d,
-                                scale, w, ha * stride + j, hb * stride + j, hc * stride + j, he * stride + j);
+                        scores4Q8(keys, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
+                                qOff + he * d, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
+                                he * stride + t0);
                     } else {
-                        scores4Q4(keys, at, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d, qOff + he * d,
-                                sums, scale, w, ha * stride + j, hb * stride + j, hc * stride + j, he * stride + j);
+                        scores4Q4(keys, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
+                                qOff + he * d, sums, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
+                                he * stride + t0);
                     }
                 }
             }
-            if (positions != null) {
-                for (int j = c0; j < end; j++) {
-                    if (positions[j] > queryPosition) {
-                        for (int g = 0; g < group; g++) {
-                            w[g * stride + j] = Float.NEGATIVE_INFINITY;
-                        }
-                    }
-                }
-            }
-            for (int g = 0; g < group; g++) {
-                raiseMax(w, g * stride, c0, end, keepWeights, maxAndSum, 2 * g, out, outOff + g * d, d);
-            }
+            maskAndRaise(call, c0, end);
             for (int j0 = c0; j0 < end; j0 += VALUE_BLOCK) {
                 int rows = Math.min(VALUE_BLOCK, end - j0);
-                for (int g = 0; g < group; g++) {
-                    maxAndSum[2 * g + 1] += exponentials(w, g * stride + j0, rows, maxAndSum[2 * g],
-                            call.workspace.lanes);
-                }
+                exponentialsOfBlock(call, j0, rows);
                 // A value block is one pool block's rows from its first: VALUE_BLOCK = TILE, j0 % TILE = 0.
                 MemorySegment values = valueBlocks[j0 / TILE];
-                for (int g0 = 0; g0 < group; g0 += 4) {
-                    int last = Math.min(group, g0 + 4) - 1;
-                    int ha = g0;
-                    int hb = Math.min(g0 + 1, last);
-                    int hc = Math.min(g0 + 2, last);
-                    int he = last;
+                for (int ha = 0; ha < group; ha += 4) {
+                    int hb = head(ha, 1, group);
+                    int hc = head(ha, 2, group);
+                    int he = head(ha, 3, group);
                     int wa = ha * stride + j0;
                     int wb = hb * stride + j0;
                     int wc = hc * stride + j0;
@@ -136,6 +113,11 @@ final class PanamaQuantAttention {
                 }
             }
         }
+    }
+
+    /** Returns head {@code first + k} of the batch from {@code first}, or the batch's last head where the group ends. */
+    private static int head(int first, int k, int group) {
+        return Math.min(first + k, Math.min(group, first + 4) - 1);
     }
 
     /** Writes {@code Σ_{i∈g} q_h,i} of the four heads {@code ha..he} to {@code sums[k·groups + g]}. */

@@ -42,105 +42,112 @@ final class PanamaQuantBlocks {
     }
 
     /**
-     * {@code w[h·stride] = scale·Σ_g d_g·Σ_{i∈g} q_h,i·c_i} for the four heads at query offsets
-     * {@code qa..qe} and weight offsets {@code wa..we}, over the Q8 key row at byte {@code at}.
+     * {@code w[h + r] = scale·Σ_g d_rg·Σ_{i∈g} q_h,i·c_r,i} for the four heads at query offsets
+     * {@code qa..qe} and weight offsets {@code wa..we}, over the Q8 key rows {@code r < rows} from
+     * byte 0 of {@code keys} (one block: the segment checks are hoisted out of the loop over rows).
      */
-    static void scores4Q8(MemorySegment keys, long at, int d, float[] q, int qa, int qb, int qc, int qe,
-                          float scale, float[] w, int wa, int wb, int wc, int we) {
-        FloatVector ta = FloatVector.zero(F);
-        FloatVector tb = FloatVector.zero(F);
-        FloatVector tc = FloatVector.zero(F);
-        FloatVector te = FloatVector.zero(F);
-        for (int base = 0; base < d; base += GROUP) {
-            long g = at + (long) base / GROUP * Q8_GROUP_BYTES;
-            FloatVector sa = FloatVector.zero(F);
-            FloatVector sb = FloatVector.zero(F);
-            FloatVector sc = FloatVector.zero(F);
-            FloatVector se = FloatVector.zero(F);
-            for (int i = 0; i < GROUP; i += L) {
-                FloatVector k = widen(ByteVector.fromMemorySegment(B, keys, g + Q8_CODES + i, LE));
-                int o = base + i;
-                sa = FloatVector.fromArray(F, q, qa + o).fma(k, sa);
-                sb = FloatVector.fromArray(F, q, qb + o).fma(k, sb);
-                sc = FloatVector.fromArray(F, q, qc + o).fma(k, sc);
-                se = FloatVector.fromArray(F, q, qe + o).fma(k, se);
+    static void scores4Q8(MemorySegment keys, int rows, long rowBytes, int d, float[] q, int qa, int qb, int qc,
+                          int qe, float scale, float[] w, int wa, int wb, int wc, int we) {
+        for (int r = 0; r < rows; r++) {
+            long at = r * rowBytes;
+            FloatVector ta = FloatVector.zero(F);
+            FloatVector tb = FloatVector.zero(F);
+            FloatVector tc = FloatVector.zero(F);
+            FloatVector te = FloatVector.zero(F);
+            for (int base = 0; base < d; base += GROUP) {
+                long g = at + (long) base / GROUP * Q8_GROUP_BYTES;
+                FloatVector sa = FloatVector.zero(F);
+                FloatVector sb = FloatVector.zero(F);
+                FloatVector sc = FloatVector.zero(F);
+                FloatVector se = FloatVector.zero(F);
+                for (int i = 0; i < GROUP; i += L) {
+                    FloatVector k = widen(ByteVector.fromMemorySegment(B, keys, g + Q8_CODES + i, LE));
+                    int o = base + i;
+                    sa = FloatVector.fromArray(F, q, qa + o).fma(k, sa);
+                    sb = FloatVector.fromArray(F, q, qb + o).fma(k, sb);
+                    sc = FloatVector.fromArray(F, q, qc + o).fma(k, sc);
+                    se = FloatVector.fromArray(F, q, qe + o).fma(k, se);
+                }
+                FloatVector scaleG = FloatVector.broadcast(F, keys.get(F32, g + Q8_SCALE));
+                ta = sa.fma(scaleG, ta);
+                tb = sb.fma(scaleG, tb);
+                tc = sc.fma(scaleG, tc);
+                te = se.fma(scaleG, te);
             }
-            FloatVector scaleG = FloatVector.broadcast(F, keys.get(F32, g + Q8_SCALE));
-            ta = sa.fma(scaleG, ta);
-            tb = sb.fma(scaleG, tb);
-            tc = sc.fma(scaleG, tc);
-            te = se.fma(scaleG, te);
+            // The lane sums of PanamaLanes.sum, written out: a call here was not inlined and boxed
+            // its vector argument on every row.
+            for (int half = L / 2; half >= 1; half /= 2) {
+                ta = ta.add(ta.slice(half));
+                tb = tb.add(tb.slice(half));
+                tc = tc.add(tc.slice(half));
+                te = te.add(te.slice(half));
+            }
+            w[wa + r] = scale * ta.lane(0);
+            w[wb + r] = scale * tb.lane(0);
+            w[wc + r] = scale * tc.lane(0);
+            w[we + r] = scale * te.lane(0);
         }
-        // The lane sums of PanamaLanes.sum, written out: a call here is not inlined (it runs once
-        // per call of this method) and would box its vector argument.
-        for (int half = L / 2; half >= 1; half /= 2) {
-            ta = ta.add(ta.slice(half));
-            tb = tb.add(tb.slice(half));
-            tc = tc.add(tc.slice(half));
-            te = te.add(te.slice(half));
-        }
-        w[wa] = scale * ta.lane(0);
-        w[wb] = scale * tb.lane(0);
-        w[wc] = scale * tc.lane(0);
-        w[we] = scale * te.lane(0);
     }
 
     /**
-     * {@code w[h·stride] = scale·Σ_g (d_g·Σ_{i∈g} q_h,i·c_i + m_g·σ_h,g)} over the Q4 key row at
-     * byte {@code at}, where {@code σ_h,g = Σ_{i∈g} q_h,i} is {@code sums[h·groups + g]}, summed once
-     * per call.
+     * {@code w[h + r] = scale·Σ_g (d_rg·Σ_{i∈g} q_h,i·c_r,i + m_rg·σ_h,g)} over the Q4 key rows
+     * {@code r < rows} from byte 0 of {@code keys}, where {@code σ_h,g = Σ_{i∈g} q_h,i} is
+     * {@code sums[h·groups + g]}, summed once per attention call.
      */
-    static void scores4Q4(MemorySegment keys, long at, int d, float[] q, int qa, int qb, int qc, int qe,
-                          float[] sums, float scale, float[] w, int wa, int wb, int wc, int we) {
-        int groups = d / GROUP;
-        FloatVector ta = FloatVector.zero(F);
-        FloatVector tb = FloatVector.zero(F);
-        FloatVector tc = FloatVector.zero(F);
-        FloatVector te = FloatVector.zero(F);
-        float ma = 0f;
-        float mb = 0f;
-        float mc = 0f;
-        float me = 0f;
-        for (int gi = 0; gi < groups; gi++) {
-            long g = at + (long) gi * Q4_GROUP_BYTES;
-            int base = gi * GROUP;
-            FloatVector sa = FloatVector.zero(F);
-            FloatVector sb = FloatVector.zero(F);
-            FloatVector sc = FloatVector.zero(F);
-            FloatVector se = FloatVector.zero(F);
-            for (int j = 0; j < GROUP / 2; j += L) {
-                ByteVector packed = ByteVector.fromMemorySegment(B, keys, g + Q4_CODES + j, LE);
-                FloatVector lo = widen(packed.and((byte) 0xF));
-                FloatVector hi = widen(packed.lanewise(VectorOperators.LSHR, 4));
-                int o = base + j;
-                int p = o + GROUP / 2;
-                sa = FloatVector.fromArray(F, q, qa + p).fma(hi, FloatVector.fromArray(F, q, qa + o).fma(lo, sa));
-                sb = FloatVector.fromArray(F, q, qb + p).fma(hi, FloatVector.fromArray(F, q, qb + o).fma(lo, sb));
-                sc = FloatVector.fromArray(F, q, qc + p).fma(hi, FloatVector.fromArray(F, q, qc + o).fma(lo, sc));
-                se = FloatVector.fromArray(F, q, qe + p).fma(hi, FloatVector.fromArray(F, q, qe + o).fma(lo, se));
+    static void scores4Q4(MemorySegment keys, int rows, long rowBytes, int d, float[] q, int qa, int qb, int qc,
+                          int qe, float[] sums, float scale, float[] w, int wa, int wb, int wc, int we) {
+        for (int r = 0; r < rows; r++) {
+            long at = r * rowBytes;
+            int groups = d / GROUP;
+            FloatVector ta = FloatVector.zero(F);
+            FloatVector tb = FloatVector.zero(F);
+            FloatVector tc = FloatVector.zero(F);
+            FloatVector te = FloatVector.zero(F);
+            float ma = 0f;
+            float mb = 0f;
+            float mc = 0f;
+            float me = 0f;
+            for (int gi = 0; gi < groups; gi++) {
+                long g = at + (long) gi * Q4_GROUP_BYTES;
+                int base = gi * GROUP;
+                FloatVector sa = FloatVector.zero(F);
+                FloatVector sb = FloatVector.zero(F);
+                FloatVector sc = FloatVector.zero(F);
+                FloatVector se = FloatVector.zero(F);
+                for (int j = 0; j < GROUP / 2; j += L) {
+                    ByteVector packed = ByteVector.fromMemorySegment(B, keys, g + Q4_CODES + j, LE);
+                    FloatVector lo = widen(packed.and((byte) 0xF));
+                    FloatVector hi = widen(packed.lanewise(VectorOperators.LSHR, 4));
+                    int o = base + j;
+                    int p = o + GROUP / 2;
+                    sa = FloatVector.fromArray(F, q, qa + p).fma(hi, FloatVector.fromArray(F, q, qa + o).fma(lo, sa));
+                    sb = FloatVector.fromArray(F, q, qb + p).fma(hi, FloatVector.fromArray(F, q, qb + o).fma(lo, sb));
+                    sc = FloatVector.fromArray(F, q, qc + p).fma(hi, FloatVector.fromArray(F, q, qc + o).fma(lo, sc));
+                    se = FloatVector.fromArray(F, q, qe + p).fma(hi, FloatVector.fromArray(F, q, qe + o).fma(lo, se));
+                }
+                FloatVector scaleG = FloatVector.broadcast(F, keys.get(F32, g + Q4_SCALE));
+                ta = sa.fma(scaleG, ta);
+                tb = sb.fma(scaleG, tb);
+                tc = sc.fma(scaleG, tc);
+                te = se.fma(scaleG, te);
+                float m = keys.get(F32, g + Q4_MIN);
+                ma = Math.fma(m, sums[gi], ma);
+                mb = Math.fma(m, sums[groups + gi], mb);
+                mc = Math.fma(m, sums[2 * groups + gi], mc);
+                me = Math.fma(m, sums[3 * groups + gi], me);
             }
-            FloatVector scaleG = FloatVector.broadcast(F, keys.get(F32, g + Q4_SCALE));
-            ta = sa.fma(scaleG, ta);
-            tb = sb.fma(scaleG, tb);
-            tc = sc.fma(scaleG, tc);
-            te = se.fma(scaleG, te);
-            float m = keys.get(F32, g + Q4_MIN);
-            ma = Math.fma(m, sums[gi], ma);
-            mb = Math.fma(m, sums[groups + gi], mb);
-            mc = Math.fma(m, sums[2 * groups + gi], mc);
-            me = Math.fma(m, sums[3 * groups + gi], me);
+            // The lane sums of PanamaLanes.sum, written out, as in scores4Q8.
+            for (int half = L / 2; half >= 1; half /= 2) {
+                ta = ta.add(ta.slice(half));
+                tb = tb.add(tb.slice(half));
+                tc = tc.add(tc.slice(half));
+                te = te.add(te.slice(half));
+            }
+            w[wa + r] = scale * (ta.lane(0) + ma);
+            w[wb + r] = scale * (tb.lane(0) + mb);
+            w[wc + r] = scale * (tc.lane(0) + mc);
+            w[we + r] = scale * (te.lane(0) + me);
         }
-        // The lane sums of PanamaLanes.sum, written out, as in scores4Q8.
-        for (int half = L / 2; half >= 1; half /= 2) {
-            ta = ta.add(ta.slice(half));
-            tb = tb.add(tb.slice(half));
-            tc = tc.add(tc.slice(half));
-            te = te.add(te.slice(half));
-        }
-        w[wa] = scale * (ta.lane(0) + ma);
-        w[wb] = scale * (tb.lane(0) + mb);
-        w[wc] = scale * (tc.lane(0) + mc);
-        w[we] = scale * (te.lane(0) + me);
     }
 
     /**

@@ -54,6 +54,48 @@ final class PanamaSoftmax {
         }
     }
 
+    /**
+     * Gives the masked slots of {@code [c0, end)} score {@code −∞} for every head of the call, then
+     * raises each head's running maximum over the chunk ({@link #raiseMax}).
+     */
+    static void maskAndRaise(AttentionCall call, int c0, int end) {
+        float[] w = call.weights;
+        int stride = call.stride;
+        int group = call.group;
+        int[] positions = call.positions;
+        if (positions != null) {
+            for (int j = c0; j < end; j++) {
+                if (positions[j] > call.queryPosition) {
+                    for (int g = 0; g < group; g++) {
+                        w[g * stride + j] = Float.NEGATIVE_INFINITY;
+                    }
+                }
+            }
+        }
+        int d = call.headDim;
+        for (int g = 0; g < group; g++) {
+            raiseMax(w, g * stride, c0, end, call.keepWeights, call.maxAndSum, 2 * g, call.out, call.outOffset + g * d, d);
+        }
+    }
+
+    /** Turns the scores of slots {@code [j0, j0 + rows)} of every head into exponentials and adds them to the sums. */
+    static void exponentialsOfBlock(AttentionCall call, int j0, int rows) {
+        float[] maxAndSum = call.maxAndSum;
+        for (int g = 0; g < call.group; g++) {
+            maxAndSum[2 * g + 1] += exponentials(call.weights, g * call.stride + j0, rows, maxAndSum[2 * g],
+                    call.workspace.lanes);
+        }
+    }
+
+    /** Zeroes the call's outputs and sets every head's maximum to {@code −∞} and its sum to 0. */
+    static void start(AttentionCall call) {
+        Arrays.fill(call.out, call.outOffset, call.outOffset + call.group * call.headDim, 0f);
+        for (int g = 0; g < call.group; g++) {
+            call.maxAndSum[2 * g] = Float.NEGATIVE_INFINITY;
+            call.maxAndSum[2 * g + 1] = 0f;
+        }
+    }
+
     private static void scale(float[] a, int off, int count, float f) {
         int i = 0;
         for (; i <= count - L; i += L) {

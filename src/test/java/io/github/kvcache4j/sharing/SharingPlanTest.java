@@ -128,7 +128,8 @@ class SharingPlanTest {
     }
 
     static KvCacheConfig.Builder config(int layers, int capacity, DType dtype) {
-        return KvCacheConfig.builder().layers(layers).kvHeads(2).queryHeads(4).headDim(16)
+        // Quantized rows hold whole groups of 32 elements.
+        return KvCacheConfig.builder().layers(layers).kvHeads(2).queryHeads(4).headDim(dtype.isQuantized() ? 32 : 16)
                 .capacity(capacity).dtype(dtype);
     }
 
