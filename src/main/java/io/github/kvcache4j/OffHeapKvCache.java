@@ -86,7 +86,8 @@ final class OffHeapKvCache implements KvCache {
         this.store = new KvStore(buffers, headDim, config.capacity(), config.dtype(), pool, shared == null);
         this.limit = new int[kvHeads];
         this.view = new TrackerViews.Buffer(store);
-        this.attention = new TrackerViews.Weights(config.groupSize(), KeyTiles.roundToTiles(config.capacity()));
+        this.attention = new TrackerViews.Weights(config.groupSize(), KeyTiles.roundToTiles(config.capacity()),
+                config.headDim());
         this.eviction = new Eviction(config, store, shape, tracker, view, less, failure);
         this.heads = new HeadAttention[kvHeads];
         for (int h = 0; h < kvHeads; h++) {
@@ -230,6 +231,7 @@ final class OffHeapKvCache implements KvCache {
             for (HeadAttention h : heads) {
                 h.release();
             }
+            attention.release();
             leave();
         }
     }
@@ -257,7 +259,8 @@ final class OffHeapKvCache implements KvCache {
                         HeadAttention w = heads[h];
                         if (!w.empty()) {
                             tracker.onAttention(shape.buffer(source, h), view.of(source, h, base + h),
-                                    attention.of(w.normalisedWeights(), w.visible(), w.queryPosition(), layer));
+                                    attention.of(w.normalisedWeights(), w.visible(), w.queryPosition(), layer,
+                                            queries, t * row + h * config.groupSize() * headDim));
                         }
                     }
                 }
