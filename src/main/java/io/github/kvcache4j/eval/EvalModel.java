@@ -42,7 +42,7 @@ record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, LongConsume
     /** Creates a cache of {@code capacity} tokens per (layer, kv-head) built by {@code recipe}. */
     KvCache newCache(CacheRecipe recipe, int capacity) {
         return KvCache.create(recipe.applyTo(model.cacheConfig().capacity(capacity).dtype(dtype),
-                model.config().headDim(), learnedLess).build());
+                model.config().headDim(), model.config().rope(), learnedLess).build());
     }
 
     /**
