@@ -115,6 +115,27 @@ public interface EvictionPolicy {
 
         /** Returns the L2 norm of the key (after RoPE, before storage rounding) in {@code slot}. */
         float keyNorm(int slot);
+
+        /** Returns the number of floats of a key or value row (the cache's head dimension). */
+        int headDim();
+
+        /**
+         * Writes the key in {@code slot} as the cache stores it (after RoPE, decoded from the
+         * storage type) to {@code dst[off .. off + headDim())}. Decodes one row: O(headDim).
+         *
+         * @throws IndexOutOfBoundsException if {@code slot} is not resident or {@code dst} has no
+         *     room
+         */
+        void key(int slot, float[] dst, int off);
+
+        /**
+         * Writes the value in {@code slot} as the cache stores it (decoded from the storage type)
+         * to {@code dst[off .. off + headDim())}.
+         *
+         * @throws IndexOutOfBoundsException if {@code slot} is not resident or {@code dst} has no
+         *     room
+         */
+        void value(int slot, float[] dst, int off);
     }
 
     /**
@@ -146,6 +167,16 @@ public interface EvictionPolicy {
 
         /** Returns the weight query head {@code g} of the group gave {@code slot < visible()}. */
         float weight(int g, int slot);
+
+        /**
+         * Writes the query of head {@code g} of the group, as the caller passed it to
+         * {@link KvCache#attend} (after RoPE), to {@code dst[off .. off + headDim)}, where
+         * {@code headDim} is {@link BufferView#headDim()} of the buffer the weights belong to.
+         *
+         * @throws IndexOutOfBoundsException if {@code g} is not in {@code [0, groupSize())} or
+         *     {@code dst} has no room
+         */
+        void query(int g, float[] dst, int off);
     }
 
     /**

@@ -103,7 +103,8 @@ final class OffHeapKvCache implements KvCache {
         this.store = new KvStore(buffers, headDim, config.capacity(), config.dtype(), rotation, pool, shared == null);
         this.limit = new int[kvHeads];
         this.view = new TrackerViews.Buffer(store);
-        this.attention = new TrackerViews.Weights(config.groupSize(), KeyTiles.roundToTiles(config.capacity()));
+        this.attention = new TrackerViews.Weights(config.groupSize(), KeyTiles.roundToTiles(config.capacity()),
+                config.headDim());
         this.eviction = new Eviction(config, store, shape, tracker, view, less, failure);
         this.budgets = new BudgetCompression(config, store, less, eviction, shape, tracker, view);
         this.heads = new HeadAttention[kvHeads];
@@ -249,6 +250,7 @@ final class OffHeapKvCache implements KvCache {
             for (HeadAttention h : heads) {
                 h.release();
             }
+            attention.release();
             leave();
         }
     }
@@ -276,7 +278,8 @@ final class OffHeapKvCache implements KvCache {
                         HeadAttention w = heads[h];
                         if (!w.empty()) {
                             tracker.onAttention(shape.buffer(source, h), view.of(source, h, base + h),
-                                    attention.of(w.normalisedWeights(), w.visible(), w.queryPosition(), layer));
+                                    attention.of(w.normalisedWeights(), w.visible(), w.queryPosition(), layer,
+                                            queries, t * row + h * config.groupSize() * headDim));
                         }
                     }
                 }

@@ -1,9 +1,12 @@
 package io.github.kvcache4j;
 
 import io.github.kvcache4j.policy.CormPolicy;
+import io.github.kvcache4j.policy.ExpectedAttentionPolicy;
 import io.github.kvcache4j.policy.FullPolicy;
 import io.github.kvcache4j.policy.H2oPolicy;
+import io.github.kvcache4j.policy.KeyDiffPolicy;
 import io.github.kvcache4j.policy.KnormPolicy;
+import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.policy.SnapKvPolicy;
 import io.github.kvcache4j.policy.StreamingLlmPolicy;
 import io.github.kvcache4j.policy.TovaPolicy;
@@ -32,6 +35,9 @@ public final class Policies {
 
     /** The default SnapKV pooling width (kvpress {@code kernel_size}). */
     public static final int DEFAULT_SNAPKV_KERNEL = 5;
+
+    /** The default expected-attention future window (kvpress {@code n_future_positions}). */
+    public static final int DEFAULT_EXPECTED_ATTENTION_FUTURE = 512;
 
     private Policies() {
     }
@@ -156,5 +162,46 @@ public final class Policies {
      */
     public static EvictionPolicy tova() {
         return new TovaPolicy();
+    }
+
+    /**
+     * Returns KeyDiff (Park et al. 2025; kvpress {@code KeyDiffPress}): per (layer, kv-head), the
+     * keys least similar to the mean of the normalised keys are kept, score
+     * {@code -cos(k_j, (1/n) Σ_i k_i / ‖k_i‖)}. Query-agnostic.
+     */
+    public static EvictionPolicy keyDiff() {
+        return new KeyDiffPolicy();
+    }
+
+    /**
+     * Returns expected attention (kvpress {@code ExpectedAttentionPress}, with its defaults:
+     * {@value #DEFAULT_EXPECTED_ATTENTION_FUTURE} future positions, {@value #DEFAULT_SINKS} sinks,
+     * covariance and value norms on, epsilon 0): the attention future queries are expected to
+     * give a key, from the mean and covariance of the queries seen so far,
+     * {@code (1/G) Σ_g softmax_j(μ'ᵀk_j / √d + k_jᵀΣ'k_j / (2d)) · ‖v_j‖}, the sinks kept.
+     * {@code rope} is the model's RoPE, with which the cache's queries are turned back to their
+     * unrotated form.
+     *
+     * @throws NullPointerException if {@code rope} is null
+     */
+    public static EvictionPolicy expectedAttention(Rope rope) {
+        return expectedAttention(rope, DEFAULT_EXPECTED_ATTENTION_FUTURE, DEFAULT_SINKS, true, true, 0.0);
+    }
+
+    /**
+     * Returns expected attention with the given settings ({@link ExpectedAttentionPolicy}).
+     *
+     * @param rope the model's RoPE
+     * @param futurePositions positions the RoPE rotation is averaged over, {@code >= 1}
+     * @param sinks first positions whose queries are not counted and whose keys rank first, {@code >= 0}
+     * @param covariance whether the covariance term is added
+     * @param valueNorms whether the score is weighted by the value norm
+     * @param epsilon added to the score before the value-norm weighting, finite and {@code >= 0}
+     * @throws IllegalArgumentException if an argument is out of range
+     * @throws NullPointerException if {@code rope} is null
+     */
+    public static EvictionPolicy expectedAttention(Rope rope, int futurePositions, int sinks, boolean covariance,
+                                                   boolean valueNorms, double epsilon) {
+        return new ExpectedAttentionPolicy(rope, futurePositions, sinks, covariance, valueNorms, epsilon);
     }
 }

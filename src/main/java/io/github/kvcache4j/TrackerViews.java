@@ -1,6 +1,7 @@
 package io.github.kvcache4j;
 
 import io.github.kvcache4j.store.KvStore;
+import java.util.Objects;
 
 /**
  * The read-only views a cache hands its {@link EvictionPolicy.Tracker}. Each is one reused object
@@ -76,29 +77,69 @@ final class TrackerViews {
         public float keyNorm(int slot) {
             return norms[b][slot];
         }
+
+        @Override
+        public int headDim() {
+            return store.headDim();
+        }
+
+        @Override
+        public void key(int slot, float[] dst, int off) {
+            checkRow(slot, dst, off);
+            store.readKey(b, slot, dst, off);
+        }
+
+        @Override
+        public void value(int slot, float[] dst, int off) {
+            checkRow(slot, dst, off);
+            store.readValue(b, slot, dst, off);
+        }
+
+        /** A slot outside the resident ones would read a freed or foreign row. */
+        private void checkRow(int slot, float[] dst, int off) {
+            Objects.checkIndex(slot, store.size(b));
+            Objects.checkFromIndexSize(off, store.headDim(), dst.length);
+        }
     }
 
-    /** The normalised weights of one kv-head's group, rows {@code stride} floats apart. */
+    /**
+     * The normalised weights of one kv-head's group, rows {@code stride} floats apart, and the
+     * group's queries, {@code headDim} floats each.
+     */
     static final class Weights implements EvictionPolicy.AttentionWeights {
         private final int groupSize;
         private final int stride;
+        private final int headDim;
         private float[] weights;
         private int visible;
         private int queryPosition;
         private int readingLayer;
+        private float[] queries;
+        private int queryOffset;
 
-        Weights(int groupSize, int stride) {
+        Weights(int groupSize, int stride, int headDim) {
             this.groupSize = groupSize;
             this.stride = stride;
+            this.headDim = headDim;
         }
 
-        /** Points this view at {@code weights[g * stride + slot]} of one query. */
-        Weights of(float[] weights, int visible, int queryPosition, int readingLayer) {
+        /**
+         * Points this view at {@code weights[g * stride + slot]} of one query, whose heads are
+         * {@code queries[queryOffset + g * headDim ..]}.
+         */
+        Weights of(float[] weights, int visible, int queryPosition, int readingLayer, float[] queries, int queryOffset) {
             this.weights = weights;
             this.visible = visible;
             this.queryPosition = queryPosition;
             this.readingLayer = readingLayer;
+            this.queries = queries;
+            this.queryOffset = queryOffset;
             return this;
+        }
+
+        /** Drops the reference to the caller's queries once a call is over. */
+        void release() {
+            queries = null;
         }
 
         @Override
@@ -125,6 +166,12 @@ final class TrackerViews {
         public float weight(int g, int slot) {
             assert g >= 0 && g < groupSize && slot >= 0 && slot < visible : "weight(" + g + ", " + slot + ")";
             return weights[g * stride + slot];
+        }
+
+        @Override
+        public void query(int g, float[] dst, int off) {
+            Objects.checkIndex(g, groupSize);
+            System.arraycopy(queries, queryOffset + g * headDim, dst, off, headDim);
         }
     }
 }

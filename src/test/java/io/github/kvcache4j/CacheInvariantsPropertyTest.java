@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.spi.EveryKthPolicy;
 import io.github.kvcache4j.testutil.Reference;
 import io.github.kvcache4j.testutil.Seeds;
@@ -88,7 +89,7 @@ class CacheInvariantsPropertyTest {
      */
     static Stream<String> policies() {
         return Stream.of("full", "streamingLlm", "knorm", "corm", "h2o", "observedAttention", "snapKv", "tova",
-                "everyKth");
+                "keyDiff", "expectedAttention", "everyKth");
     }
 
     private static PolicyMaker maker(String name) {
@@ -124,6 +125,12 @@ class CacheInvariantsPropertyTest {
                 return new PolicyCase(Policies.snapKv(window, 2 * r.nextInt(3) + 1), Protection.newest(window), false);
             };
             case "tova" -> (c, r) -> new PolicyCase(Policies.tova(), Protection.newest(1), false);
+            case "keyDiff" -> (c, r) -> new PolicyCase(Policies.keyDiff(), Protection.NONE, false);
+            // One rotated pair fits every head dimension of the cases; the sinks rank first but
+            // are not reserved, so no protection is asserted.
+            case "expectedAttention" -> (c, r) -> new PolicyCase(Policies.expectedAttention(Rope.of(10000, 2,
+                    r.nextBoolean()), r.nextInt(1, 600), r.nextInt(6), r.nextBoolean(), r.nextBoolean(),
+                    r.nextInt(3) / 100.0), Protection.NONE, false);
             case "everyKth" -> (c, r) -> {
                 int window = r.nextInt(c);
                 return new PolicyCase(new EveryKthPolicy(r.nextInt(1, 5), window), Protection.newest(window), false);

@@ -2,6 +2,7 @@ package io.github.kvcache4j;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.testutil.Seeds;
 import java.lang.management.ManagementFactory;
 import java.util.SplittableRandom;
@@ -18,7 +19,8 @@ class SteadyStateAllocationTest {
             (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
 
     @ParameterizedTest
-    @ValueSource(strings = {"streaming_llm", "knorm", "h2o", "observed_attention", "snapkv", "tova", "corm"})
+    @ValueSource(strings = {"streaming_llm", "knorm", "h2o", "observed_attention", "snapkv", "tova", "corm", "keydiff",
+        "expected_attention"})
     void decodeStepsAllocateNothing(String name) {
         EvictionPolicy policy = switch (name) {
             case "streaming_llm" -> Policies.streamingLlm();
@@ -27,6 +29,8 @@ class SteadyStateAllocationTest {
             case "observed_attention" -> Policies.observedAttention();
             case "snapkv" -> Policies.snapKv();
             case "tova" -> Policies.tova();
+            case "keydiff" -> Policies.keyDiff();
+            case "expected_attention" -> Policies.expectedAttention(Rope.of(10000, 64, false));
             default -> Policies.corm();
         };
         SplittableRandom r = new SplittableRandom(Seeds.fresh("decodeStepsAllocateNothing " + name));

@@ -5,6 +5,8 @@ import io.github.kvcache4j.EvictionPolicy;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.less.FeatureMap;
+import io.github.kvcache4j.policy.ExpectedAttentionPolicy;
+import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Objects;
 import java.util.function.Function;
@@ -80,13 +82,15 @@ record CacheRecipe(EvictionPolicy policy, Less less, SharingPlan sharing, Functi
     }
 
     /**
-     * Adds this recipe's policy, residual and sharing plan to {@code builder}.
+     * Adds this recipe's policy, residual and sharing plan to {@code builder}. A policy that turns
+     * queries back by RoPE (expected attention) gets the model's {@code rope}: the registry names
+     * policies without knowing the model.
      *
      * @param learned the trained feature map, or null when none was loaded
      * @throws IllegalArgumentException if the recipe needs a trained map and {@code learned} is null
      */
-    KvCacheConfig.Builder applyTo(KvCacheConfig.Builder builder, int headDim, FeatureMap learned) {
-        builder.policy(policy);
+    KvCacheConfig.Builder applyTo(KvCacheConfig.Builder builder, int headDim, Rope rope, FeatureMap learned) {
+        builder.policy(policy instanceof ExpectedAttentionPolicy e ? e.withRope(rope) : policy);
         switch (less) {
             case NONE -> { }
             case RANDOM -> builder.less(FeatureMap.positiveRandom(headDim, LESS_RANK, LESS_SEED));

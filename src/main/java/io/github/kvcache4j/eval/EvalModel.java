@@ -77,7 +77,7 @@ record EvalModel(LlamaModel model, Tokenizer tokenizer, DType dtype, boolean rot
     /** Creates a cache of {@code capacity} tokens per (layer, kv-head) built by {@code recipe}. */
     KvCache newCache(CacheRecipe recipe, int capacity) {
         KvCacheConfig.Builder b = new KvFormat(dtype, rotateKeys).applyTo(model.cacheConfig().capacity(capacity));
-        return KvCache.create(recipe.applyTo(b, model.config().headDim(), learnedLess).build());
+        return KvCache.create(recipe.applyTo(b, model.config().headDim(), model.config().rope(), learnedLess).build());
     }
 
     /**

@@ -3,6 +3,7 @@ package io.github.kvcache4j.eval;
 import io.github.kvcache4j.Allocation;
 import io.github.kvcache4j.Policies;
 import io.github.kvcache4j.eval.CacheRecipe.Less;
+import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -41,6 +42,10 @@ final class PolicyRegistry {
         POLICIES.put("h2o", () -> CacheRecipe.of(Policies.observedAttention()));
         POLICIES.put("tova", () -> CacheRecipe.of(Policies.tova()));
         POLICIES.put("corm", () -> CacheRecipe.of(Policies.corm()));
+        POLICIES.put("keydiff", () -> CacheRecipe.of(Policies.keyDiff()));
+        // kvpress ExpectedAttentionPress with its defaults; the RoPE here is a stand-in that
+        // CacheRecipe.applyTo replaces with the evaluated model's.
+        POLICIES.put("expected_attention", () -> CacheRecipe.of(Policies.expectedAttention(Rope.of(10000, 2, false))));
         // LESS with FAVOR+ random features (+less) and with the trained maps (+less_learned).
         POLICIES.put("knorm+less", () -> new CacheRecipe(Policies.knorm(), Less.RANDOM, null));
         POLICIES.put("h2o+less", () -> new CacheRecipe(Policies.observedAttention(), Less.RANDOM, null));

@@ -1,5 +1,6 @@
 package io.github.kvcache4j.model;
 
+import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.sharing.SharingPlan;
 import java.util.Arrays;
 import java.util.List;
@@ -110,6 +111,18 @@ public record LlamaConfig(String architecture, int dim, int layers, int heads, i
         if (v <= 0) {
             throw new IllegalArgumentException(name + ": " + v + " must be positive");
         }
+    }
+
+    /**
+     * Returns the RoPE of this model as a policy that turns queries back needs it: pair {@code i}
+     * turns by {@code pos * ropeBase^(-2i/ropeDim) / ropeFactors[i]}, in this model's pair order.
+     */
+    public Rope rope() {
+        double[] f = new double[ropeDim / 2];
+        for (int i = 0; i < f.length; i++) {
+            f[i] = Math.pow(ropeBase, -2.0 * i / ropeDim) / ropeFactors[i];
+        }
+        return Rope.ofFrequencies(f, ropeNeox);
     }
 
     /**

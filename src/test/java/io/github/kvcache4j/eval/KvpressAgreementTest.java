@@ -7,6 +7,6 @@ package io.github.kvcache4j.eval;
 class KvpressAgreementTest extends KvpressNllAgreement {
 
     KvpressAgreementTest() {
-        super("kvpress-persuasion.json", "austen-base-f16.gguf", 1);
+        super("kvpress-persuasion.json", null, "austen-base-f16.gguf", 1);
     }
 }

@@ -12,6 +12,7 @@ import io.github.kvcache4j.model.Tokenizer;
 import io.github.kvcache4j.testutil.Json;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -40,9 +41,11 @@ abstract class KvpressNllAgreement {
     private static final double TOLERANCE = 0.002;
 
     private final String goldenFile;
+    private final String extraFile;
     private final String modelFile;
     private final int windows;
     private Map<String, Object> golden;
+    private Map<String, Object> extra;
     private GgufFile gguf;
     private LlamaModel model;
     private int[] tokens;
@@ -51,23 +54,36 @@ abstract class KvpressNllAgreement {
 
     /**
      * Compares the evaluator on the bundled {@code modelFile} with {@code goldenFile}, on
-     * {@code defaultWindows} windows unless {@code -Dkvpress.windows} says otherwise.
+     * {@code defaultWindows} windows unless {@code -Dkvpress.windows} says otherwise; with
+     * {@code extraFile} (or null) also the presses of that file ({@link KvpressPresses#extraEntries}),
+     * whose protocol is {@code goldenFile}'s.
      */
-    KvpressNllAgreement(String goldenFile, String modelFile, int defaultWindows) {
+    KvpressNllAgreement(String goldenFile, String extraFile, String modelFile, int defaultWindows) {
         this.goldenFile = goldenFile;
+        this.extraFile = extraFile;
         this.modelFile = modelFile;
         this.windows = Integer.getInteger("kvpress.windows", defaultWindows);
+    }
+
+    /** Returns the configurations compared: those of the golden file, then the extra file's. */
+    private List<KvpressPresses.Entry> entries() {
+        List<KvpressPresses.Entry> entries = new ArrayList<>(KvpressPresses.entries());
+        if (extraFile != null) {
+            entries.addAll(KvpressPresses.extraEntries());
+        }
+        return entries;
     }
 
     @BeforeAll
     void load() throws IOException {
         golden = Json.read(SharedFiles.golden(goldenFile));
+        extra = extraFile == null ? Map.of() : Json.read(SharedFiles.golden(extraFile));
         gguf = GgufFile.open(SharedFiles.bundled(modelFile));
         model = LlamaModel.load(gguf, 2);
         Tokenizer tok = Tokenizer.fromGguf(gguf);
         tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
         task = new ContinuationTask(new EvalModel(model, tok, DType.F32, n -> { }));
-        List<KvpressPresses.Entry> entries = KvpressPresses.entries();
+        List<KvpressPresses.Entry> entries = entries();
         entries.forEach(e -> ours.put(e.policy() + "@" + e.ratio(), new double[windows]));
         for (int w = 0; w < windows; w++) {
             List<ContinuationTask.Result> results = task.runAll(ContinuationTask.window(tokens, 4096, w, ContinuationTask.WINDOW),
@@ -104,7 +120,7 @@ abstract class KvpressNllAgreement {
     }
 
     Stream<Arguments> pressesAndRatios() {
-        return KvpressPresses.entries().stream().skip(1).map(e -> Arguments.of(e.policy(), e.press(), e.ratio()));
+        return entries().stream().skip(1).map(e -> Arguments.of(e.policy(), e.press(), e.ratio()));
     }
 
     @ParameterizedTest(name = "{0} ({1}) at {2}")
@@ -149,8 +165,13 @@ abstract class KvpressNllAgreement {
         return common;
     }
 
+    /** The press's per-window NLL from the golden file, or from the extra file if it has the press. */
     private double[] perWindow(String press, String ratio) {
-        Map<String, Object> results = Json.object(Json.object(Json.object(golden, "presses"), press), "results");
+        Map<String, Object> presses = Json.object(golden, "presses");
+        if (!presses.containsKey(press)) {
+            presses = Json.object(extra, "presses");
+        }
+        Map<String, Object> results = Json.object(Json.object(presses, press), "results");
         return Json.doubles(Json.object(results, ratio), "per_window_nll");
     }
 }

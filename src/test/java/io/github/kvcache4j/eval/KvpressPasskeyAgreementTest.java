@@ -11,6 +11,7 @@ import io.github.kvcache4j.model.Tokenizer;
 import io.github.kvcache4j.testutil.Json;
 import io.github.kvcache4j.testutil.SharedFiles;
 import java.io.IOException;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -26,8 +27,10 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Passkey retrieval against NVIDIA kvpress on austen-recall
- * ({@code kvpress-recall-passkey.json}): the replayed prompts are the golden file's token for
- * token, and each policy's per-prompt correctness agrees with its press's at every ratio. Three
+ * ({@code kvpress-recall-passkey.json}, and the expected-attention and KeyDiff presses of
+ * {@code kvpress-recall-extra.json} on the same prompts): the replayed prompts are the golden
+ * file's token for token, and each policy's per-prompt correctness agrees with its press's at
+ * every ratio. Three
  * prompts spread over the depths by default ({@code -Dkvpress.prompts=50} replays all of them);
  * of {@code k} prompts at most {@code ceil(2k / 50)} may disagree (48 of 50).
  */
@@ -37,6 +40,7 @@ class KvpressPasskeyAgreementTest {
     private static final int PROMPTS = Integer.getInteger("kvpress.prompts", 3);
 
     private Map<String, Object> golden;
+    private Map<String, Object> extra;
     private GgufFile gguf;
     private LlamaModel model;
     private List<PasskeyTask.Prompt> prompts;
@@ -46,13 +50,14 @@ class KvpressPasskeyAgreementTest {
     @BeforeAll
     void load() throws IOException {
         golden = Json.read(SharedFiles.golden("kvpress-recall-passkey.json"));
+        extra = Json.read(SharedFiles.golden("kvpress-recall-extra.json"));
         gguf = GgufFile.open(SharedFiles.bundled("austen-recall-f16.gguf"));
         model = LlamaModel.load(gguf, 2);
         Tokenizer tok = Tokenizer.fromGguf(gguf);
         int[] tokens = tok.encode(Evaluator.readText(SharedFiles.bundled("persuasion.txt")), true);
         prompts = ReplayedPasskey.load(SharedFiles.bundled("passkey-prompts.csv"), tok, tokens);
         checked = Evaluator.Samples.spread(prompts.size(), Math.min(PROMPTS, prompts.size()));
-        List<KvpressPresses.Entry> entries = KvpressPresses.entries();
+        List<KvpressPresses.Entry> entries = entries();
         entries.forEach(e -> ours.put(e.press() + "@" + e.ratio(), new boolean[checked.length]));
         PasskeyTask task = new PasskeyTask(new EvalModel(model, tok, DType.F32, n -> { }));
         for (int i = 0; i < checked.length; i++) {
@@ -85,16 +90,32 @@ class KvpressPasskeyAgreementTest {
         }
     }
 
+    /** The presses of the passkey file, then those of the extra file (same prompts and protocol). */
+    private static List<KvpressPresses.Entry> entries() {
+        List<KvpressPresses.Entry> entries = new ArrayList<>(KvpressPresses.entries());
+        entries.addAll(KvpressPresses.extraEntries());
+        return entries;
+    }
+
     Stream<Arguments> pressesAndRatios() {
-        return KvpressPresses.entries().stream().map(e -> Arguments.of(e.press(), e.ratio()));
+        return entries().stream().map(e -> Arguments.of(e.press(), e.ratio()));
+    }
+
+    /** The golden per-prompt correctness of {@code press} at {@code ratio}, from whichever file has it. */
+    private int[] goldenCorrect(String press, double ratio) {
+        Map<String, Object> presses = Json.object(golden, "presses");
+        String field = "per_prompt_correct";
+        if (!presses.containsKey(press)) {
+            presses = Json.object(extra, "presses");
+            field = "passkey_per_prompt_correct";
+        }
+        return Json.ints(Json.object(Json.object(Json.object(presses, press), "results"), Double.toString(ratio)), field);
     }
 
     @ParameterizedTest(name = "{0} at {1}")
     @MethodSource("pressesAndRatios")
     void perPromptCorrectnessAgreesWithKvpress(String press, double ratio) {
-        Map<String, Object> result = Json.object(Json.object(Json.object(Json.object(golden, "presses"), press),
-                "results"), Double.toString(ratio));
-        int[] expected = Json.ints(result, "per_prompt_correct");
+        int[] expected = goldenCorrect(press, ratio);
         boolean[] mine = ours.get(press + "@" + ratio);
         int agree = 0;
         int correct = 0;

@@ -3,7 +3,10 @@ package io.github.kvcache4j.eval;
 import java.util.ArrayList;
 import java.util.List;
 
-/** The configurations of kvpress's golden files: the full cache, then five presses at four ratios. */
+/**
+ * The configurations of kvpress's golden files: the full cache, then five presses at four ratios;
+ * and the two presses of the extra file on austen-recall.
+ */
 final class KvpressPresses {
 
     /** The compression ratios of the golden files. */
@@ -34,9 +37,19 @@ final class KvpressPresses {
 
     /** Returns the full cache ({@code no_press}) and every press at every ratio. */
     static List<Entry> entries() {
-        String[][] presses = {{"knorm", "KnormPress"}, {"streaming_llm", "StreamingLLMPress"},
-            {"snapkv", "SnapKVPress"}, {"h2o", "ObservedAttentionPress"}, {"tova", "TOVAPress"}};
         List<Entry> entries = new ArrayList<>(List.of(new Entry(PolicyRegistry.FULL, "no_press", 0.0)));
+        entries.addAll(atEveryRatio(new String[][] {{"knorm", "KnormPress"}, {"streaming_llm", "StreamingLLMPress"},
+            {"snapkv", "SnapKVPress"}, {"h2o", "ObservedAttentionPress"}, {"tova", "TOVAPress"}}));
+        return entries;
+    }
+
+    /** Returns the presses of {@code kvpress-recall-extra.json} at every ratio. */
+    static List<Entry> extraEntries() {
+        return atEveryRatio(new String[][] {{"expected_attention", "ExpectedAttentionPress"}, {"keydiff", "KeyDiffPress"}});
+    }
+
+    private static List<Entry> atEveryRatio(String[][] presses) {
+        List<Entry> entries = new ArrayList<>();
         for (String[] p : presses) {
             for (double r : RATIOS) {
                 entries.add(new Entry(p[0], p[1], r));

@@ -67,6 +67,11 @@ final class FakeBuffer implements BufferView {
             public float weight(int g, int slot) {
                 return weights[g * stride + slot];
             }
+
+            @Override
+            public void query(int g, float[] dst, int off) {
+                throw new UnsupportedOperationException("the fake buffer reports weights, not queries");
+            }
         });
     }
 
@@ -98,5 +103,20 @@ final class FakeBuffer implements BufferView {
     @Override
     public float keyNorm(int slot) {
         return norms[slot];
+    }
+
+    @Override
+    public int headDim() {
+        return 0;
+    }
+
+    @Override
+    public void key(int slot, float[] dst, int off) {
+        throw new UnsupportedOperationException("the fake buffer holds norms, not key rows");
+    }
+
+    @Override
+    public void value(int slot, float[] dst, int off) {
+        throw new UnsupportedOperationException("the fake buffer holds norms, not value rows");
     }
 }

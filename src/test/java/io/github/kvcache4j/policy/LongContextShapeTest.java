@@ -15,6 +15,7 @@ import io.github.kvcache4j.Policies;
 import io.github.kvcache4j.testutil.Seeds;
 import java.lang.management.ManagementFactory;
 import java.lang.ref.Reference;
+import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.function.Supplier;
@@ -46,7 +47,7 @@ class LongContextShapeTest {
 
     private static final List<Supplier<EvictionPolicy>> POLICIES = List.of(Policies::full, Policies::streamingLlm,
             Policies::knorm, Policies::corm, Policies::h2o, Policies::observedAttention, Policies::snapKv,
-            Policies::tova);
+            Policies::tova, Policies::keyDiff, () -> Policies.expectedAttention(Rope.of(500000, HEAD_DIM, false)));
 
     private static long usedHeap() {
         System.gc();
@@ -63,6 +64,23 @@ class LongContextShapeTest {
         @Override
         public float keyNorm(int slot) {
             return 1f + (slot * 7 % 5);
+        }
+
+        @Override
+        public int headDim() {
+            return HEAD_DIM;
+        }
+
+        /** A key of norm {@link #keyNorm} along one axis per slot. */
+        @Override
+        public void key(int slot, float[] dst, int off) {
+            Arrays.fill(dst, off, off + HEAD_DIM, 0f);
+            dst[off + slot % HEAD_DIM] = keyNorm(slot);
+        }
+
+        @Override
+        public void value(int slot, float[] dst, int off) {
+            key(slot, dst, off);
         }
 
         AttentionWeights uniform(int query, int group) {
@@ -90,6 +108,11 @@ class LongContextShapeTest {
                 @Override
                 public float weight(int g, int slot) {
                     return 1f / resident;
+                }
+
+                @Override
+                public void query(int g, float[] dst, int off) {
+                    Arrays.fill(dst, off, off + HEAD_DIM, 1f / (g + 1));
                 }
             };
         }

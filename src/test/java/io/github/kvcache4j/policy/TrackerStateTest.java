@@ -42,7 +42,8 @@ class TrackerStateTest {
     private static final List<Supplier<EvictionPolicy>> POLICIES = List.of(
             Policies::full, () -> Policies.streamingLlm(2), Policies::knorm, () -> Policies.knorm(6, 0),
             () -> Policies.corm(4, 3, 1.0, true), () -> Policies.corm(3, 2, 0.5, false), Policies::h2o,
-            Policies::observedAttention, () -> Policies.snapKv(4, 3), Policies::tova);
+            Policies::observedAttention, () -> Policies.snapKv(4, 3), Policies::tova, Policies::keyDiff,
+            () -> Policies.expectedAttention(Rope.of(10000, HEAD_DIM, false), 8, 2, true, true, 0.0));
 
     /**
      * Hands the cache a tracker that forwards every callback to the policy's own tracker and, once
