@@ -192,7 +192,7 @@ public final class ExpectedAttentionPolicy implements EvictionPolicy {
                 }
                 if (valueNorms) {
                     view.value(candidates[i], value, 0);
-                    scores[i] = (scores[i] + epsilon) * norm(value);
+                    scores[i] = (scores[i] + epsilon) * RowMath.norm(value);
                 }
                 best = Math.max(best, scores[i]);
             }
@@ -218,14 +218,6 @@ public final class ExpectedAttentionPolicy implements EvictionPolicy {
                 }
             }
             return linear + quadratic;
-        }
-
-        private static double norm(float[] v) {
-            double s = 0;
-            for (float x : v) {
-                s += (double) x * x;
-            }
-            return Math.sqrt(s);
         }
 
         @Override

@@ -55,7 +55,7 @@ public final class KeyDiffPolicy implements EvictionPolicy {
             // The anchor is over every resident key; the candidates are all of them (no window).
             for (int slot = 0; slot < view.resident(); slot++) {
                 view.key(slot, key, 0);
-                double norm = norm(key);
+                double norm = RowMath.norm(key);
                 if (norm > TINY) {
                     for (int i = 0; i < d; i++) {
                         anchor[i] += key[i] / norm;
@@ -69,7 +69,7 @@ public final class KeyDiffPolicy implements EvictionPolicy {
             anchorNorm = Math.sqrt(anchorNorm);
             for (int c = 0; c < n; c++) {
                 view.key(candidates[c], key, 0);
-                double norm = norm(key);
+                double norm = RowMath.norm(key);
                 if (norm <= TINY || anchorNorm <= TINY) {
                     scores[c] = 0;
                     continue;
@@ -80,14 +80,6 @@ public final class KeyDiffPolicy implements EvictionPolicy {
                 }
                 scores[c] = -dot / (norm * anchorNorm);
             }
-        }
-
-        private static double norm(float[] v) {
-            double s = 0;
-            for (float x : v) {
-                s += (double) x * x;
-            }
-            return Math.sqrt(s);
         }
 
         @Override
