@@ -271,9 +271,11 @@ public final class Evaluator {
                 new SharedPrefill.Config(PolicyRegistry.create(PolicyRegistry.FULL), 0)));
         for (String policy : o.policies()) {
             if (!policy.equals(PolicyRegistry.FULL)) {
+                // One recipe for all ratios: the prefill forks one cache per ratio from one prefill.
+                CacheRecipe recipe = PolicyRegistry.create(policy);
                 for (double ratio : ratios(o, policy)) {
                     names.add(policy);
-                    configs.add(new SharedPrefill.Config(PolicyRegistry.create(policy), ratio));
+                    configs.add(new SharedPrefill.Config(recipe, ratio));
                 }
             }
         }

@@ -6,7 +6,9 @@ import io.github.kvcache4j.policy.TovaPolicy;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.function.Function;
 
@@ -14,7 +16,10 @@ import java.util.function.Function;
  * Prefills one context into a cache per configuration and compresses each to its ratio. Under
  * the kvpress protocol nothing is evicted during the prefill, so every cache sees the same
  * keys, values and attention: the model runs once for all of them ({@link LockstepCache}) and
- * only attention runs per cache. A cache that evicted during that pass anyway (a policy with an
+ * only attention runs per cache. Configurations that share one recipe (the same object: one
+ * policy at several ratios) share one prefill too: the first is prefilled and the others are
+ * {@linkplain KvCache#fork() forks} of it, taken before any compression, so a policy observes
+ * the prefill's attention once however many ratios it is measured at. A cache that evicted during that pass anyway (a policy with an
  * adaptive budget, CORM) is prefilled again on its own, since from its first eviction on its
  * attention output differs from the others'; if it was the first cache, whose output fed the
  * model, the rest of the group is prefilled again too. Its policy is remembered and prefilled
@@ -61,8 +66,15 @@ final class SharedPrefill {
         Prefilled[] out = new Prefilled[configs.size()];
         try {
             List<Integer> shared = new ArrayList<>();
+            Map<CacheRecipe, Integer> firstOf = new IdentityHashMap<>();
+            int[] forkOf = new int[configs.size()];
             for (int i = 0; i < configs.size(); i++) {
                 CacheRecipe recipe = configs.get(i).recipe();
+                Integer first = firstOf.putIfAbsent(recipe, i);
+                forkOf[i] = first == null ? -1 : first;
+                if (first != null) {
+                    continue;
+                }
                 if (recipe.sharing() != null || alonePolicies.contains(recipe.policy().name())) {
                     out[i] = alone(recipe, context, capacity);
                 } else {
@@ -71,6 +83,12 @@ final class SharedPrefill {
             }
             for (int g = 0; g < shared.size(); g += MAX_GROUP) {
                 lockstep(configs, shared.subList(g, Math.min(shared.size(), g + MAX_GROUP)), context, capacity, out);
+            }
+            for (int i = 0; i < out.length; i++) {
+                if (forkOf[i] >= 0) {
+                    Prefilled source = out[forkOf[i]];
+                    out[i] = new Prefilled(source.cache().fork(), source.lastLogits(), 0);
+                }
             }
             for (int i = 0; i < out.length; i++) {
                 KvCache cache = out[i].cache();

@@ -1,7 +1,9 @@
 package io.github.kvcache4j.eval;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The configurations of kvpress's golden files: the full cache, then five presses at four ratios;
@@ -20,11 +22,6 @@ final class KvpressPresses {
      * @param ratio the compression ratio (0 for the full cache)
      */
     record Entry(String policy, String press, double ratio) {
-
-        /** Returns the evaluator configuration. */
-        SharedPrefill.Config config() {
-            return new SharedPrefill.Config(PolicyRegistry.create(policy), ratio);
-        }
 
         /** Returns the golden file's key of the ratio ({@code "0.0"}, {@code "0.25"}, ...). */
         String ratioKey() {
@@ -58,8 +55,15 @@ final class KvpressPresses {
         return entries;
     }
 
-    /** Returns the evaluator configurations of {@code entries}, in order. */
+    /**
+     * Returns the evaluator configurations of {@code entries}, in order; the entries of one policy
+     * share one recipe, so the evaluator prefills it once and forks it per ratio, as the main job
+     * does.
+     */
     static List<SharedPrefill.Config> configs(List<Entry> entries) {
-        return entries.stream().map(Entry::config).toList();
+        Map<String, CacheRecipe> recipes = new HashMap<>();
+        return entries.stream()
+                .map(e -> new SharedPrefill.Config(recipes.computeIfAbsent(e.policy(), PolicyRegistry::create), e.ratio()))
+                .toList();
     }
 }

@@ -74,6 +74,28 @@ class SharedPrefillTest {
     }
 
     @Test
+    void oneRecipeAtSeveralRatiosIsPrefilledOnceAndForked() {
+        List<SharedPrefill.Config> configs = new ArrayList<>();
+        for (String p : new String[] {"h2o", "snapkv", "corm", "h2o+less_learned", "share2"}) {
+            CacheRecipe recipe = PolicyRegistry.create(p);
+            for (double ratio : new double[] {0.25, 0.5, 0.9}) {
+                configs.add(new SharedPrefill.Config(recipe, ratio));
+            }
+        }
+        assertSharedEqualsOwn(configs);
+        // Corm (it evicts while prefilling) and share2 (cross-layer sharing) are prefilled on their
+        // own: once per recipe, not once per ratio; the rest share one pass.
+        long[] fed = new long[1];
+        EvalModel counting = new EvalModel(model, eval.tokenizer(), DType.F32, false, n -> fed[0] += n,
+                eval.learnedLess(), eval.window(), null);
+        int[] context = Arrays.copyOfRange(tokens, 20_000, 20_300);
+        SharedPrefill prefill = new SharedPrefill(counting);
+        prefill.run(configs, context, 320).forEach(p -> p.cache().close());
+        prefill.run(configs, context, 320).forEach(p -> p.cache().close());
+        assertEquals(2L * 3 * context.length, fed[0], "per run: one shared pass, corm alone, share2 alone");
+    }
+
+    @Test
     void budgetsSharedAmongHeadsKeepTheUniformTotal() {
         double[] ranking = NeedleHeads.rank(eval, tokens, 2, 512);
         int buffers = model.config().layers() * model.config().kvHeads();
