@@ -1,7 +1,10 @@
 package io.github.kvcache4j;
 
+import io.github.kvcache4j.kernel.QuantizedLayout;
 import io.github.kvcache4j.layout.KeyTiles;
 import io.github.kvcache4j.store.KvStore;
+import io.github.kvcache4j.store.Q4;
+import io.github.kvcache4j.store.Q8;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
@@ -18,7 +21,7 @@ final class CacheFileFormat {
     /** The first bytes of a saved cache. */
     static final byte[] MAGIC = "KVC4JSES".getBytes(StandardCharsets.US_ASCII);
     /** The format version this code writes and reads. */
-    static final int VERSION = 1;
+    static final int VERSION = 2;
     /** A section's tag and payload length. */
     static final int SECTION_HEADER_BYTES = Integer.BYTES + Long.BYTES;
 
@@ -47,15 +50,21 @@ final class CacheFileFormat {
     }
 
     /**
-     * Returns the native-order layout of one stored element of {@code dtype}, or null when
-     * version {@value #VERSION} has no saved form for it.
+     * Returns the native-order layout of one saved element of {@code dtype}: a float's bits for
+     * F32, F16 and BF16, one byte of a row for Q8 and Q4 (whose rows are little-endian bytes in
+     * memory and in the file alike).
      */
     static ValueLayout element(DType dtype) {
-        return switch (dtype.name()) {
-            case "F32" -> ValueLayout.JAVA_INT_UNALIGNED;
-            case "F16", "BF16" -> ValueLayout.JAVA_SHORT_UNALIGNED;
-            default -> null;
+        return switch (dtype) {
+            case F32 -> ValueLayout.JAVA_INT_UNALIGNED;
+            case F16, BF16 -> ValueLayout.JAVA_SHORT_UNALIGNED;
+            case Q8, Q4 -> ValueLayout.JAVA_BYTE;
         };
+    }
+
+    /** Returns the {@link #element} count of one row of {@code headDim} elements of {@code dtype}. */
+    static int rowElements(DType dtype, int headDim) {
+        return dtype.isQuantized() ? Math.toIntExact(dtype.rowBytes(headDim)) : headDim;
     }
 
     /**
@@ -84,6 +93,50 @@ final class CacheFileFormat {
             any |= (bits & mask & (wide ? -1 : 0xFFFF)) == (mask & (wide ? -1 : 0xFFFF)) ? 1 : 0;
         }
         return any == 0;
+    }
+
+    /**
+     * Returns why the {@link DType#Q8} or {@link DType#Q4} row of {@code headDim} elements at
+     * byte {@code at} of {@code seg} cannot have been encoded, or null when it can. The encoder
+     * rounds every scale down, so each of its groups decodes to finite values: a Q8 group has
+     * {@code d >= 0}, {@code 127·d} finite and codes in [−127, 127]; a Q4 group has
+     * {@code d >= 0}, a finite minimum {@code m} and {@code m + 15·d} finite (rounded once, as
+     * decoding's fused multiply-add rounds it), which bounds every code's value {@code m + d·c}.
+     * Any Q4 code byte is valid. Q8 codes are tested eight bytes at once: with
+     * {@code y = x ^ H} ({@code H} the highest bit of every byte), a byte was −128 iff it is zero
+     * in {@code y}, and {@code (y - L) & ~y & H} ({@code L} the lowest bits) is non-zero iff one is.
+     */
+    static String invalidQuantizedRow(DType dtype, int headDim, MemorySegment seg, long at) {
+        int groups = QuantizedLayout.groups(headDim);
+        for (int g = 0; g < groups; g++) {
+            if (dtype == DType.Q8) {
+                long group = at + (long) g * QuantizedLayout.Q8_GROUP_BYTES;
+                float d = seg.get(QuantizedLayout.F32, group + QuantizedLayout.Q8_SCALE);
+                if (!(d >= 0 && Float.isFinite(d * Q8.MAX_CODE))) {
+                    return "group " + g + ": scale " + d + " cannot occur (a Q8 scale is >= 0 and "
+                            + Q8.MAX_CODE + " * scale is finite)";
+                }
+                long any = 0;
+                for (int i = 0; i < QuantizedLayout.GROUP; i += Long.BYTES) {
+                    long y = seg.get(ValueLayout.JAVA_LONG_UNALIGNED, group + QuantizedLayout.Q8_CODES + i)
+                            ^ 0x8080_8080_8080_8080L;
+                    any |= (y - 0x0101_0101_0101_0101L) & ~y & 0x8080_8080_8080_8080L;
+                }
+                if (any != 0) {
+                    return "group " + g + ": code -128 cannot occur (Q8 codes are in [-" + Q8.MAX_CODE + ", "
+                            + Q8.MAX_CODE + "])";
+                }
+            } else {
+                long group = at + (long) g * QuantizedLayout.Q4_GROUP_BYTES;
+                float d = seg.get(QuantizedLayout.F32, group + QuantizedLayout.Q4_SCALE);
+                float m = seg.get(QuantizedLayout.F32, group + QuantizedLayout.Q4_MIN);
+                if (!(d >= 0 && Float.isFinite(m) && Float.isFinite(Math.fma(d, Q4.MAX_CODE, m)))) {
+                    return "group " + g + ": scale " + d + " and minimum " + m + " cannot occur (a Q4 scale is >= 0, "
+                            + "the minimum finite and minimum + " + Q4.MAX_CODE + " * scale finite)";
+                }
+            }
+        }
+        return null;
     }
 
     /** Returns the STORE payload bytes of a buffer holding {@code size} slots of {@code rowBytes}-byte rows. */
@@ -126,7 +179,7 @@ final class CacheFileFormat {
     static long reserveBytes(KvCacheConfig config, boolean privatePool) {
         double tiles = KeyTiles.roundToTiles((long) config.capacity());
         double slots = buffers(config) * tiles;
-        double rowBytes = (double) config.headDim() * config.dtype().bytes();
+        double rowBytes = config.dtype().rowBytes(config.headDim());
         double perSlot = HEAP_BYTES_PER_SLOT + 8.0 * config.groupSize() + (privatePool ? 2 * rowBytes : 0);
         double weights = (double) config.kvHeads() * config.groupSize() * tiles * Float.BYTES;
         double bytes = slots * perSlot + weights;

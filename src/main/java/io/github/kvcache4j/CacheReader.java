@@ -51,8 +51,6 @@ final class CacheReader {
         in.end();
         KvCacheConfig cfg = config == null ? ConfigCodec.rebuild(saved) : matching(saved, config);
         ValueLayout element = CacheFileFormat.element(cfg.dtype());
-        in.check(element != null, "storage type " + cfg.dtype() + " has no saved form in version "
-                + CacheFileFormat.VERSION);
         in.check(pool == null || pool.headDim() == cfg.headDim() && pool.dtype() == cfg.dtype(),
                 "the file holds rows of " + cfg.headDim() + " " + cfg.dtype() + " elements, the pool's blocks "
                 + (pool == null ? "" : pool.headDim() + " " + pool.dtype()));
@@ -153,11 +151,27 @@ final class CacheReader {
         }
     }
 
+    /**
+     * Reads one key tile or value rows into {@code tile} and checks what arrived: every element
+     * finite, or every quantized row one the encoder can write (the padding's zero rows are such
+     * rows).
+     */
     private static void readTile(SectionIn in, String where, MemorySegment tile, ValueLayout element, KvStore store)
             throws IOException {
-        int count = TILE * store.headDim();
-        in.getElements(tile, element, 0, count);
-        in.check(CacheFileFormat.allFinite(store.dtype(), tile, 0, count), where + " hold a NaN or an infinity");
+        DType dtype = store.dtype();
+        int headDim = store.headDim();
+        int row = CacheFileFormat.rowElements(dtype, headDim);
+        in.getElements(tile, element, 0, TILE * row);
+        if (!dtype.isQuantized()) {
+            in.check(CacheFileFormat.allFinite(dtype, tile, 0, TILE * row), where + " hold a NaN or an infinity");
+            return;
+        }
+        for (int s = 0; s < TILE; s++) {
+            String invalid = CacheFileFormat.invalidQuantizedRow(dtype, headDim, tile, (long) s * row);
+            if (invalid != null) {
+                in.check(false, where + " row " + s + " " + invalid);
+            }
+        }
     }
 
     private static int[] sourceLayers(KvCacheConfig config) {

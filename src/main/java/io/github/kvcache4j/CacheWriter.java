@@ -65,14 +65,10 @@ final class CacheWriter {
     static void write(CacheParts p, WritableByteChannel channel) throws IOException {
         KvCacheConfig config = p.config();
         ValueLayout element = CacheFileFormat.element(config.dtype());
-        if (element == null) {
-            throw new UnsupportedOperationException("format version " + CacheFileFormat.VERSION
-                    + " saves F32, F16 and BF16 rows, not " + config.dtype());
-        }
         ConfigCodec.Saved saved = ConfigCodec.describe(config);
         HeapBytes policy = policyState(p.tracker());
         KvStore store = p.store();
-        long tileBytes = (long) TILE * config.headDim() * config.dtype().bytes();
+        long tileBytes = TILE * config.dtype().rowBytes(config.headDim());
         SectionOut out = new SectionOut(channel, Math.toIntExact(tileBytes));
         out.header();
         out.begin(CacheFileFormat.TAG_CONFIG, ConfigCodec.bytes(saved));
@@ -106,8 +102,9 @@ final class CacheWriter {
     }
 
     /**
-     * Writes one buffer: its size and flags, positions, key norms, then its blocks as stored
-     * (the key tile dimension-major, then the value rows), unused slots as zeros.
+     * Writes one buffer: its size and flags, positions, key norms, then its blocks as stored (the
+     * key tile dimension-major, or the key rows of a quantized dtype, then the value rows), unused
+     * slots as zeros.
      */
     private static void writeBuffer(SectionOut out, CacheParts p, int b, ValueLayout element) throws IOException {
         KvStore store = p.store();
@@ -123,17 +120,20 @@ final class CacheWriter {
             out.putFloat(p.view().storedNorm(b, j));
         }
         long size = element.byteSize();
+        int row = CacheFileFormat.rowElements(store.dtype(), headDim);
+        boolean keyRows = store.dtype().isQuantized();
         for (int i = 0; i < KvStore.blocksFor(n); i++) {
             int used = Math.min(TILE, n - i * TILE);
             MemorySegment keys = store.keyBlocks(b)[i];
-            if (used == TILE) {
-                out.putElements(keys, element, 0, TILE * headDim, 0);
+            // rows, and a full tile, hold the used slots first: one run, then the zeros
+            if (keyRows || used == TILE) {
+                out.putElements(keys, element, 0, used * row, (TILE - used) * row);
             } else {
                 for (int d = 0; d < headDim; d++) {
                     out.putElements(keys, element, (long) d * TILE * size, used, TILE - used);
                 }
             }
-            out.putElements(store.valueBlocks(b)[i], element, 0, used * headDim, (TILE - used) * headDim);
+            out.putElements(store.valueBlocks(b)[i], element, 0, used * row, (TILE - used) * row);
         }
     }
 

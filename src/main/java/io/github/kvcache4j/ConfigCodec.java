@@ -11,13 +11,14 @@ import io.github.kvcache4j.policy.TovaPolicy;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
+import java.util.OptionalLong;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * The CONFIG section of a saved cache: the dimensions, storage type, pool exhaustion, sharing
- * plan, the policy as a kind with integer and real parameters (enough to rebuild a built-in
- * policy), and the LESS feature map. {@link Saved} is what a file holds; a caller's config is
+ * The CONFIG section of a saved cache: the dimensions, storage type, key rotation, pool
+ * exhaustion, sharing plan, the policy as a kind with integer and real parameters (enough to
+ * rebuild a built-in policy), and the LESS feature map. {@link Saved} is what a file holds; a caller's config is
  * compared against it field by field.
  */
 final class ConfigCodec {
@@ -33,20 +34,24 @@ final class ConfigCodec {
     private ConfigCodec() {
     }
 
-    /** The configuration a file holds (an executor is never saved). */
-    record Saved(int layers, int kvHeads, int queryHeads, int headDim, int capacity, String dtype, int exhaustion,
-                 int[] sources, String policyKind, String policyName, int[] ints, double[] reals, String lessKind,
-                 String lessName, int lessRank, long lessSeed) {
+    /**
+     * The configuration a file holds (an executor is never saved); {@code rotation} is 1 with
+     * the key rotation's seed in {@code rotationSeed}, else 0 with seed 0.
+     */
+    record Saved(int layers, int kvHeads, int queryHeads, int headDim, int capacity, String dtype, int rotation,
+                 long rotationSeed, int exhaustion, int[] sources, String policyKind, String policyName, int[] ints,
+                 double[] reals, String lessKind, String lessName, int lessRank, long lessSeed) {
 
         /** Returns the first field in which {@code o} differs, or null when none does. */
         String difference(Saved o) {
-            String[] names = {"layers", "kvHeads", "queryHeads", "headDim", "capacity", "dtype", "poolExhaustion",
-                "kvSourceLayers", "policy", "policy", "policy parameters", "policy parameters", "less", "less",
-                "less rank", "less seed"};
-            Object[] a = {layers, kvHeads, queryHeads, headDim, capacity, dtype, exhaustion, sources, policyKind,
-                policyName, ints, reals, lessKind, lessName, lessRank, lessSeed};
-            Object[] b = {o.layers, o.kvHeads, o.queryHeads, o.headDim, o.capacity, o.dtype, o.exhaustion, o.sources,
-                o.policyKind, o.policyName, o.ints, o.reals, o.lessKind, o.lessName, o.lessRank, o.lessSeed};
+            String[] names = {"layers", "kvHeads", "queryHeads", "headDim", "capacity", "dtype", "keyRotation",
+                "keyRotation seed", "poolExhaustion", "kvSourceLayers", "policy", "policy", "policy parameters",
+                "policy parameters", "less", "less", "less rank", "less seed"};
+            Object[] a = {layers, kvHeads, queryHeads, headDim, capacity, dtype, rotation, rotationSeed, exhaustion,
+                sources, policyKind, policyName, ints, reals, lessKind, lessName, lessRank, lessSeed};
+            Object[] b = {o.layers, o.kvHeads, o.queryHeads, o.headDim, o.capacity, o.dtype, o.rotation,
+                o.rotationSeed, o.exhaustion, o.sources, o.policyKind, o.policyName, o.ints, o.reals, o.lessKind,
+                o.lessName, o.lessRank, o.lessSeed};
             for (int i = 0; i < a.length; i++) {
                 if (!Arrays.deepEquals(new Object[] {a[i]}, new Object[] {b[i]})) {
                     return names[i] + ": the file holds " + text(a[i]) + ", the config " + text(b[i]);
@@ -111,9 +116,11 @@ final class ConfigCodec {
                 seed = Long.parseLong(m.group(2));
             }
         }
+        OptionalLong rotation = config.keyRotationSeed();
         return new Saved(config.layers(), config.kvHeads(), config.queryHeads(), config.headDim(), config.capacity(),
-                config.dtype().name(), config.poolExhaustion().ordinal(), config.kvSourceLayers(), kind, p.name(),
-                ints, reals, lessKind, lessName, rank, seed);
+                config.dtype().name(), rotation.isPresent() ? 1 : 0, rotation.orElse(0),
+                config.poolExhaustion().ordinal(), config.kvSourceLayers(), kind, p.name(), ints, reals, lessKind,
+                lessName, rank, seed);
     }
 
     /** Whether {@code map} is the positive-random map of its rank and {@code seed}: then a load can rebuild it. */
@@ -128,6 +135,8 @@ final class ConfigCodec {
             out.putInt(v);
         }
         putName(out, s.dtype);
+        out.putInt(s.rotation);
+        out.putLong(s.rotationSeed);
         out.putInt(s.exhaustion);
         putInts(out, s.sources);
         putName(out, s.policyKind);
@@ -145,10 +154,10 @@ final class ConfigCodec {
 
     /** Returns the CONFIG payload bytes of {@code s}. */
     static long bytes(Saved s) {
-        return 5L * Integer.BYTES + nameBytes(s.dtype) + Integer.BYTES + Integer.BYTES + 4L * s.sources.length
-                + nameBytes(s.policyKind) + nameBytes(s.policyName) + Integer.BYTES + 4L * s.ints.length
-                + Integer.BYTES + 8L * s.reals.length + nameBytes(s.lessKind) + nameBytes(s.lessName)
-                + Integer.BYTES + Long.BYTES;
+        return 5L * Integer.BYTES + nameBytes(s.dtype) + Integer.BYTES + Long.BYTES + Integer.BYTES + Integer.BYTES
+                + 4L * s.sources.length + nameBytes(s.policyKind) + nameBytes(s.policyName) + Integer.BYTES
+                + 4L * s.ints.length + Integer.BYTES + 8L * s.reals.length + nameBytes(s.lessKind)
+                + nameBytes(s.lessName) + Integer.BYTES + Long.BYTES;
     }
 
     /** Reads a CONFIG payload; the caller ends the section (its CRC) before using it. */
@@ -158,6 +167,8 @@ final class ConfigCodec {
             dims[i] = in.getInt();
         }
         String dtype = getName(in);
+        int rotation = in.getInt();
+        long rotationSeed = in.getLong();
         int exhaustion = in.getInt();
         int[] sources = getInts(in, "kvSourceLayers entries");
         String kind = getName(in);
@@ -167,13 +178,13 @@ final class ConfigCodec {
         for (int i = 0; i < reals.length; i++) {
             reals[i] = Double.longBitsToDouble(in.getLong());
         }
-        return new Saved(dims[0], dims[1], dims[2], dims[3], dims[4], dtype, exhaustion, sources, kind, name, ints,
-                reals, getName(in), getName(in), in.getInt(), in.getLong());
+        return new Saved(dims[0], dims[1], dims[2], dims[3], dims[4], dtype, rotation, rotationSeed, exhaustion,
+                sources, kind, name, ints, reals, getName(in), getName(in), in.getInt(), in.getLong());
     }
 
     /**
-     * Rebuilds the configuration of {@code s}: a built-in policy from its parameters, a
-     * positive-random LESS map from its rank and seed.
+     * Rebuilds the configuration of {@code s}: a built-in policy from its parameters, the key
+     * rotation from its seed, a positive-random LESS map from its rank and seed.
      *
      * @throws CacheFormatException if a field is out of range, or the policy or map can only come
      *     from the caller
@@ -189,6 +200,9 @@ final class ConfigCodec {
             KvCacheConfig.Builder b = KvCacheConfig.builder().layers(s.layers).kvHeads(s.kvHeads)
                     .queryHeads(s.queryHeads).headDim(s.headDim).capacity(s.capacity).dtype(dtype)
                     .poolExhaustion(modes[s.exhaustion]).kvSourceLayers(s.sources).policy(policy(s));
+            if (flag(s.rotation, "keyRotation")) {
+                b.keyRotation(s.rotationSeed);
+            }
             switch (s.lessKind) {
                 case NO_MAP -> { }
                 case FAVOR -> {

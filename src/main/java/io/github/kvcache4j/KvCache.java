@@ -270,8 +270,8 @@ public interface KvCache extends AutoCloseable {
      * implementation of this interface does not.
      *
      * @throws UnsupportedOperationException if the policy's tracker cannot save its state
-     *     ({@link EvictionPolicy.Tracker#saveState}), the storage type has no saved form, or the
-     *     implementation cannot save; nothing is written then
+     *     ({@link EvictionPolicy.Tracker#saveState}) or the implementation cannot save; nothing is
+     *     written then
      * @throws IOException if {@code out} fails
      * @throws IllegalStateException if the cache is closed or failed
      */

@@ -54,14 +54,17 @@ class SessionCorruptionTest {
         ByteBuffer.wrap(file).order(ByteOrder.LITTLE_ENDIAN).putInt(s.crc(), (int) crc.getValue());
     }
 
-    /** Saved caches of different policies, dtypes, sharing and LESS, with evictions behind them. */
+    /**
+     * Saved caches of different policies, dtypes (Q4 with rotated keys among them), sharing and
+     * LESS, with evictions behind them.
+     */
     static List<byte[]> savedCaches(SplittableRandom r) throws IOException {
         List<byte[]> files = new ArrayList<>();
-        String[] policies = {"h2o", "corm", "snapkv", "knorm"};
-        DType[] dtypes = {DType.F16, DType.BF16, DType.F32, DType.F32};
+        String[] policies = {"h2o", "corm", "snapkv", "knorm", "tova"};
+        DType[] dtypes = {DType.F16, DType.BF16, DType.F32, DType.F32, DType.Q4};
         for (int i = 0; i < policies.length; i++) {
             KvCacheConfig config = SessionForkTest.config(SessionForkTest.policy(policies[i]), dtypes[i], i % 2 == 0,
-                    r.nextLong());
+                    dtypes[i].isQuantized(), r.nextLong());
             try (KvCache cache = KvCache.create(config)) {
                 new SessionLockstep(config, r).run(40 + 30 * i, List.of(cache));
                 files.add(SessionForkTest.save(cache));

@@ -9,11 +9,13 @@ import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.Snapshot;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.channels.WritableByteChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
@@ -21,9 +23,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Saving to a path is atomic, a load checks the caller's configuration against the file, a
- * policy that is not built in loads only with the caller's config, and a fork that must copy a
- * shared block on a full pool fails cleanly.
+ * Saving to a path is atomic, a load checks the caller's configuration (key rotation included)
+ * against the file and every stored value behind a valid CRC, a policy that is not built in loads
+ * only with the caller's config, and a fork that must copy a shared block on a full pool fails
+ * cleanly.
  */
 class SessionFileTest {
 
@@ -162,6 +165,132 @@ class SessionFileTest {
                     assertTrue(e.getMessage().contains("hold a NaN or an infinity"), e.getMessage());
                 }
             }
+        }
+    }
+
+    /** One corruption of a quantized group: what is written where, and the words of the rejection. */
+    private record GroupDamage(int offset, int bits, int width, String says) {
+    }
+
+    /**
+     * The values a Q8 or Q4 encoder never writes into a group, and that could decode to a NaN or an
+     * infinity: a scale NaN, infinite, negative or so large that the largest code overflows; a Q4
+     * minimum NaN or infinite; a Q8 code of -128.
+     */
+    private static List<GroupDamage> damages(DType dtype, SplittableRandom r) {
+        List<GroupDamage> all = new ArrayList<>();
+        int[] badScales = {0x7FC0_0000, 0x7F80_0000, 0xFF80_0000, Float.floatToIntBits(-1f),
+            Float.floatToIntBits(Float.MAX_VALUE)};
+        for (int bits : badScales) {
+            all.add(new GroupDamage(0, bits, 4, "scale " + Float.intBitsToFloat(bits)));
+        }
+        if (dtype == DType.Q8) {
+            all.add(new GroupDamage(4 + r.nextInt(32), 0x80, 1, "code -128 cannot occur"));
+        } else {
+            for (int bits : new int[] {0x7FC0_0000, 0x7F80_0000, 0xFF80_0000}) {
+                all.add(new GroupDamage(4, bits, 4, "minimum " + Float.intBitsToFloat(bits)));
+            }
+        }
+        return all;
+    }
+
+    @Test
+    void aQuantizedRowTheEncoderCannotWriteIsRejectedEvenWithAValidCrc() throws IOException {
+        long seed = Seeds.fresh("aQuantizedRowTheEncoderCannotWriteIsRejectedEvenWithAValidCrc");
+        SplittableRandom r = new SplittableRandom(seed);
+        for (DType dtype : new DType[] {DType.Q8, DType.Q4}) {
+            boolean rotate = r.nextBoolean();
+            KvCacheConfig config = SessionForkTest.config(Policies.knorm(), dtype, false, rotate, seed);
+            int d = config.headDim();
+            int rowBytes = (int) dtype.rowBytes(d);
+            try (KvCache cache = KvCache.create(config); KvPool pool = SessionForkTest.pool(dtype, 16)) {
+                int row = config.kvHeads() * d;
+                float[] values = Seeds.uniform(r, 10 * row, 3);
+                // the encoder's extremes: a group reaching both ends of the float range still decodes
+                for (int i = 0; i < 8; i++) {
+                    values[r.nextInt(values.length)] = r.nextBoolean() ? Float.MAX_VALUE : -Float.MAX_VALUE;
+                }
+                cache.append(0, 0, 10, Seeds.uniform(r, 10 * row, 3), values);
+                byte[] good = SessionForkTest.save(cache);
+                try (KvCache loaded = SessionForkTest.load(good, config, pool)) {
+                    assertArrayEquals(good, SessionForkTest.save(loaded), "the extremes of the range load as saved");
+                }
+                SessionCorruptionTest.Section store = SessionCorruptionTest.sections(good).get(2);
+                int n = ByteBuffer.wrap(good).order(ByteOrder.LITTLE_ENDIAN).getInt(store.payload());
+                assertEquals(10, n);
+                int groupBytes = rowBytes / (d / 32);
+                for (GroupDamage damage : damages(dtype, r)) {
+                    boolean keys = r.nextBoolean();
+                    int slot = r.nextInt(64);
+                    int group = r.nextInt(d / 32);
+                    int at = store.payload() + 8 + 8 * n + (keys ? 0 : 64 * rowBytes) + slot * rowBytes
+                            + group * groupBytes + damage.offset();
+                    byte[] bad = good.clone();
+                    ByteBuffer w = ByteBuffer.wrap(bad).order(ByteOrder.LITTLE_ENDIAN);
+                    if (damage.width() == 4) {
+                        w.putInt(at, damage.bits());
+                    } else {
+                        w.put(at, (byte) damage.bits());
+                    }
+                    SessionCorruptionTest.repairCrc(bad, store);
+                    KvPool target = r.nextBoolean() ? pool : null;
+                    CacheFormatException e = assertThrows(CacheFormatException.class,
+                            () -> SessionForkTest.load(bad, null, target), dtype + " " + damage);
+                    String where = "section STORE: buffer 0 block 0 " + (keys ? "keys" : "values") + " row " + slot
+                            + " group " + group + ": ";
+                    assertTrue(e.getMessage().startsWith(where) && e.getMessage().contains(damage.says()),
+                            e.getMessage() + " should start with " + where + " and name " + damage.says());
+                    assertEquals(0, pool.stats().usedBlocks(), "a rejected load left blocks in the pool");
+                }
+            }
+        }
+    }
+
+    @Test
+    void aKeyRotationThatDiffersFromTheFileIsRejected() throws IOException {
+        long seed = Seeds.fresh("aKeyRotationThatDiffersFromTheFileIsRejected");
+        SplittableRandom r = new SplittableRandom(seed);
+        DType dtype = r.nextBoolean() ? DType.Q8 : DType.Q4;
+        KvCacheConfig config = SessionForkTest.config(Policies.h2o(), dtype, false, true, seed);
+        try (KvCache cache = cacheWithHistory(config, r, 60)) {
+            byte[] saved = SessionForkTest.save(cache);
+            try (KvCache loaded = SessionForkTest.load(saved, null, null)) {
+                assertEquals(config.keyRotationSeed(), loaded.config().keyRotationSeed(), "the file's rotation seed");
+            }
+            CacheFormatException none = assertThrows(CacheFormatException.class, () -> SessionForkTest.load(saved,
+                    config.toBuilder().noKeyRotation().build(), null));
+            assertTrue(none.getMessage().contains("keyRotation: the file holds 1, the config 0"), none.getMessage());
+            CacheFormatException other = assertThrows(CacheFormatException.class, () -> SessionForkTest.load(saved,
+                    config.toBuilder().keyRotation(seed + 1).build(), null));
+            assertTrue(other.getMessage().contains("keyRotation seed: the file holds " + seed + ", the config "
+                    + (seed + 1)), other.getMessage());
+            // the flag follows the dtype's name (an int32 count and its bytes) after the five dimensions
+            SessionCorruptionTest.Section section = SessionCorruptionTest.sections(saved).get(0);
+            int flag = section.payload() + 20 + 4 + dtype.name().length();
+            for (int[] change : new int[][] {{flag, 2}, {flag, 0}}) {
+                byte[] bad = saved.clone();
+                ByteBuffer.wrap(bad).order(ByteOrder.LITTLE_ENDIAN).putInt(change[0], change[1]);
+                SessionCorruptionTest.repairCrc(bad, section);
+                CacheFormatException e = assertThrows(CacheFormatException.class,
+                        () -> SessionForkTest.load(bad, null, null));
+                String says = change[1] == 2 ? "keyRotation flag must be 0 or 1, got 2"
+                        : "differs in keyRotation seed: the file holds " + seed;
+                assertTrue(e.getMessage().contains(says), e.getMessage());
+            }
+        }
+    }
+
+    @Test
+    void aFileOfTheFirstFormatVersionIsRejectedNamingBothVersions() throws IOException {
+        long seed = Seeds.fresh("aFileOfTheFirstFormatVersionIsRejectedNamingBothVersions");
+        KvCacheConfig config = SessionForkTest.config(Policies.tova(), DType.F16, false, seed);
+        try (KvCache cache = cacheWithHistory(config, new SplittableRandom(seed), 30)) {
+            byte[] file = SessionForkTest.save(cache);
+            ByteBuffer.wrap(file).order(ByteOrder.LITTLE_ENDIAN).putInt(CacheFileFormat.MAGIC.length, 1);
+            CacheFormatException e = assertThrows(CacheFormatException.class,
+                    () -> SessionForkTest.load(file, null, null));
+            assertEquals("section header: format version 1 is not supported (supported: " + CacheFileFormat.VERSION
+                    + ")", e.getMessage());
         }
     }
 

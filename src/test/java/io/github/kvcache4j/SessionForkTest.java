@@ -24,13 +24,16 @@ import org.junit.jupiter.api.Test;
 
 /**
  * A fork and a saved-and-loaded copy of a cache continue exactly as the original: for every
- * built-in policy, storage type and with or without LESS, on a private and on a shared pool,
- * 200 random operations give bit-identical outputs, rows, positions and stats; a fork and its
- * original never change each other, also while they share blocks.
+ * built-in policy, storage type (Q8 and Q4 with and without key rotation) and with or without
+ * LESS, on a private and on a shared pool, 200 random operations give bit-identical outputs,
+ * rows, positions and stats; a fork and its original never change each other, also while they
+ * share blocks.
  */
 class SessionForkTest {
 
+    /** The head dimension of the unquantized caches; Q8 and Q4 need whole groups of 32. */
     static final int HEAD_DIM = 16;
+    static final int QUANTIZED_HEAD_DIM = 32;
     static final List<String> POLICIES = List.of("full", "streaming_llm", "knorm", "corm", "h2o",
             "observed_attention", "snapkv", "tova");
 
@@ -48,20 +51,41 @@ class SessionForkTest {
         };
     }
 
-    /** Three layers (the last reads the second's KV), capacity over two blocks, optional LESS. */
-    static KvCacheConfig config(EvictionPolicy policy, DType dtype, boolean less, long seed) {
-        KvCacheConfig.Builder b = KvCacheConfig.builder().layers(3).kvSourceLayers(new int[] {0, 1, 1}).kvHeads(2)
-                .queryHeads(4).headDim(HEAD_DIM).capacity(150).dtype(dtype).policy(policy);
-        return (less ? b.less(FeatureMap.positiveRandom(HEAD_DIM, 8, seed)) : b).build();
+    static int headDim(DType dtype) {
+        return dtype.isQuantized() ? QUANTIZED_HEAD_DIM : HEAD_DIM;
     }
 
+    /** Three layers (the last reads the second's KV), capacity over two blocks, optional LESS. */
+    static KvCacheConfig config(EvictionPolicy policy, DType dtype, boolean less, long seed) {
+        return config(policy, dtype, less, false, seed);
+    }
+
+    /** As {@link #config(EvictionPolicy, DType, boolean, long)}, keys rotated if {@code rotate} (Q8, Q4). */
+    static KvCacheConfig config(EvictionPolicy policy, DType dtype, boolean less, boolean rotate, long seed) {
+        int d = headDim(dtype);
+        KvCacheConfig.Builder b = KvCacheConfig.builder().layers(3).kvSourceLayers(new int[] {0, 1, 1}).kvHeads(2)
+                .queryHeads(4).headDim(d).capacity(150).dtype(dtype).policy(policy);
+        if (rotate) {
+            b.keyRotation(seed);
+        }
+        return (less ? b.less(FeatureMap.positiveRandom(d, 8, seed)) : b).build();
+    }
+
+    /**
+     * Every policy with F32, F16 and BF16, with and without LESS; and with Q8 and Q4, each policy
+     * in one of the four combinations of LESS and rotation (every combination twice per dtype),
+     * which keeps the quantized cases to 16.
+     */
     static Stream<Arguments> cases() {
         List<Arguments> all = new ArrayList<>();
-        for (String p : POLICIES) {
+        for (int i = 0; i < POLICIES.size(); i++) {
+            String p = POLICIES.get(i);
             for (DType d : new DType[] {DType.F32, DType.F16, DType.BF16}) {
-                all.add(Arguments.of(p, d, false));
-                all.add(Arguments.of(p, d, true));
+                all.add(Arguments.of(p, d, false, false));
+                all.add(Arguments.of(p, d, true, false));
             }
+            all.add(Arguments.of(p, DType.Q8, i / 2 % 2 == 0, i % 2 == 0));
+            all.add(Arguments.of(p, DType.Q4, i / 2 % 2 == 1, i % 2 == 1));
         }
         return all.stream();
     }
@@ -77,15 +101,18 @@ class SessionForkTest {
     }
 
     static KvPool pool(DType dtype, int blocks) {
-        return KvPool.create(HEAD_DIM, dtype, KvPool.blockBytes(HEAD_DIM, dtype) * blocks);
+        int d = headDim(dtype);
+        return KvPool.create(d, dtype, KvPool.blockBytes(d, dtype) * blocks);
     }
 
-    @ParameterizedTest(name = "{0} {1} less={2}")
+    @ParameterizedTest(name = "{0} {1} less={2} rotation={3}")
     @MethodSource("cases")
-    void forkAndLoadedCopyContinueBitIdentically(String policyName, DType dtype, boolean less) throws IOException {
-        long seed = Seeds.fresh("forkAndLoadedCopyContinueBitIdentically " + policyName + " " + dtype + " " + less);
+    void forkAndLoadedCopyContinueBitIdentically(String policyName, DType dtype, boolean less, boolean rotate)
+            throws IOException {
+        long seed = Seeds.fresh("forkAndLoadedCopyContinueBitIdentically " + policyName + " " + dtype + " " + less
+                + " " + rotate);
         SplittableRandom r = new SplittableRandom(seed);
-        KvCacheConfig config = config(policy(policyName), dtype, less, seed);
+        KvCacheConfig config = config(policy(policyName), dtype, less, rotate, seed);
         for (boolean shared : new boolean[] {false, true}) {
             KvPool pool = shared ? pool(dtype, 96) : null;
             List<KvCache> all = new ArrayList<>();
@@ -127,8 +154,9 @@ class SessionForkTest {
     void forkAndOriginalNeverChangeEachOther(String policyName) throws IOException {
         long seed = Seeds.fresh("forkAndOriginalNeverChangeEachOther " + policyName);
         SplittableRandom r = new SplittableRandom(seed);
-        DType dtype = DType.values()[r.nextInt(3)];
-        KvCacheConfig config = config(policy(policyName), dtype, r.nextBoolean(), seed);
+        DType dtype = DType.values()[r.nextInt(DType.values().length)];
+        KvCacheConfig config = config(policy(policyName), dtype, r.nextBoolean(), dtype.isQuantized() && r.nextBoolean(),
+                seed);
         KvPool pool = pool(dtype, 96);
         KvPool separate = pool(dtype, 64);
         try (KvCache original = KvCache.create(config, pool)) {

@@ -19,6 +19,7 @@ import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -26,8 +27,8 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * Save and load throughput of a 4096-token cache of {@link ForkBenchmark}'s shape (H2O, F16; a
- * 64 MiB file) in a temporary directory, against a plain copy of the same file: {@code save}
+ * Save and load throughput of a 4096-token cache of {@link ForkBenchmark}'s shape (H2O; F16, a
+ * 64 MiB file, or Q8 with rotated keys, 36 MiB, or Q4 likewise, 24 MiB) in a temporary directory, against a plain copy of the same file: {@code save}
  * writes through a file channel (no fsync, as the copy), {@code saveAtomic} is
  * {@link KvCache#save(Path)} (temporary file, fsync, rename), {@code load} reads and checks the
  * file into a new cache and closes it, {@code fileCopy} is {@link Files#copy}. Divide the file's
@@ -41,6 +42,10 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "-Xmx2g"})
 public class SessionIoBenchmark {
 
+    /** The storage type; Q8 and Q4 rotate their keys, so a load also rebuilds the rotation. */
+    @Param({"F16", "Q8", "Q4"})
+    public String dtype;
+
     private Path dir;
     private Path saved;
     private Path scratch;
@@ -48,9 +53,11 @@ public class SessionIoBenchmark {
 
     @Setup
     public void setUp() throws IOException {
-        KvCacheConfig config = KvCacheConfig.builder().layers(ForkBenchmark.LAYERS).kvHeads(AttentionData.KV_HEADS)
+        DType type = DType.valueOf(dtype);
+        KvCacheConfig.Builder b = KvCacheConfig.builder().layers(ForkBenchmark.LAYERS).kvHeads(AttentionData.KV_HEADS)
                 .queryHeads(AttentionData.QUERY_HEADS).headDim(AttentionData.HEAD_DIM)
-                .capacity(ForkBenchmark.TOKENS).dtype(DType.F16).policy(Policies.h2o()).build();
+                .capacity(ForkBenchmark.TOKENS).dtype(type).policy(Policies.h2o());
+        KvCacheConfig config = (type.isQuantized() ? b.keyRotation(7) : b).build();
         cache = KvCache.create(config);
         ForkBenchmark.fill(cache, new SplittableRandom(1));
         dir = Files.createTempDirectory("kvcache4j-sessions");
