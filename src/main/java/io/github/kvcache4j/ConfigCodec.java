@@ -2,9 +2,12 @@ package io.github.kvcache4j;
 
 import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.policy.CormPolicy;
+import io.github.kvcache4j.policy.ExpectedAttentionPolicy;
 import io.github.kvcache4j.policy.FullPolicy;
 import io.github.kvcache4j.policy.H2oPolicy;
+import io.github.kvcache4j.policy.KeyDiffPolicy;
 import io.github.kvcache4j.policy.KnormPolicy;
+import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.policy.SnapKvPolicy;
 import io.github.kvcache4j.policy.StreamingLlmPolicy;
 import io.github.kvcache4j.policy.TovaPolicy;
@@ -22,6 +25,9 @@ import java.util.regex.Pattern;
  * compared against it field by field.
  */
 final class ConfigCodec {
+
+    /** Most real parameters of a policy: expected attention's epsilon and one RoPE frequency per pair. */
+    static final int MAX_REALS = 1 + 4096;
 
     /** The kind of a policy that is not built in: it is known by its name only. */
     static final String USER = "user";
@@ -99,6 +105,18 @@ final class ConfigCodec {
                 ints = new int[] {s.window(), s.kernel()};
             }
             case TovaPolicy t -> kind = "tova";
+            case KeyDiffPolicy k -> kind = "keydiff";
+            case ExpectedAttentionPolicy e -> {
+                kind = "expected_attention";
+                Rope rope = e.rope();
+                ints = new int[] {e.futurePositions(), e.sinks(), e.covariance() ? 1 : 0, e.valueNorms() ? 1 : 0,
+                    rope.neox() ? 1 : 0};
+                reals = new double[1 + rope.pairs()];
+                reals[0] = e.epsilon();
+                for (int i = 0; i < rope.pairs(); i++) {
+                    reals[1 + i] = rope.frequency(i);
+                }
+            }
             default -> kind = USER;
         }
         FeatureMap map = config.less();
@@ -174,7 +192,7 @@ final class ConfigCodec {
         String kind = getName(in);
         String name = getName(in);
         int[] ints = getInts(in, "policy integer parameters");
-        double[] reals = new double[in.count("policy real parameters", 64, Long.BYTES)];
+        double[] reals = new double[in.count("policy real parameters", MAX_REALS, Long.BYTES)];
         for (int i = 0; i < reals.length; i++) {
             reals[i] = Double.longBitsToDouble(in.getLong());
         }
@@ -260,6 +278,16 @@ final class ConfigCodec {
             case "tova" -> {
                 params(s, 0, 0);
                 return Policies.tova();
+            }
+            case "keydiff" -> {
+                params(s, 0, 0);
+                return Policies.keyDiff();
+            }
+            case "expected_attention" -> {
+                params(s, 5, Math.max(2, r.length));
+                Rope rope = Rope.ofFrequencies(Arrays.copyOfRange(r, 1, r.length), flag(p[4], "expected_attention neox"));
+                return Policies.expectedAttention(rope, p[0], p[1], flag(p[2], "expected_attention covariance"),
+                        flag(p[3], "expected_attention valueNorms"), r[0]);
             }
             case USER -> throw new IllegalArgumentException("policy " + s.policyName
                     + " is not built in: pass the config (with the policy) to load");

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.less.FeatureMap;
+import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.testutil.ForwardingTracker;
 import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.Snapshot;
@@ -35,7 +36,7 @@ class SessionForkTest {
     static final int HEAD_DIM = 16;
     static final int QUANTIZED_HEAD_DIM = 32;
     static final List<String> POLICIES = List.of("full", "streaming_llm", "knorm", "corm", "h2o",
-            "observed_attention", "snapkv", "tova");
+            "observed_attention", "snapkv", "tova", "keydiff", "expected_attention");
 
     static EvictionPolicy policy(String name) {
         return switch (name) {
@@ -47,6 +48,8 @@ class SessionForkTest {
             case "observed_attention" -> Policies.observedAttention();
             case "snapkv" -> Policies.snapKv(16, 5);
             case "tova" -> Policies.tova();
+            case "keydiff" -> Policies.keyDiff();
+            case "expected_attention" -> Policies.expectedAttention(Rope.of(10000, 16, false), 8, 2, true, true, 0.0);
             default -> throw new IllegalArgumentException(name);
         };
     }
