@@ -2,10 +2,9 @@ package io.github.kvcache4j.kernel;
 
 import static io.github.kvcache4j.kernel.PanamaKernels.CHUNK;
 import static io.github.kvcache4j.kernel.PanamaLanes.L;
-import static io.github.kvcache4j.kernel.PanamaQuantScores.scores4Q4;
-import static io.github.kvcache4j.kernel.PanamaQuantScores.scores4Q8;
-import static io.github.kvcache4j.kernel.PanamaQuantValues.values4Q4;
-import static io.github.kvcache4j.kernel.PanamaQuantValues.values4Q8;
+import static io.github.kvcache4j.kernel.PanamaQuantBlocks.values4Q4;
+import static io.github.kvcache4j.kernel.PanamaQuantBlocks.values4Q8;
+import static io.github.kvcache4j.kernel.PanamaQuantScores.scores4;
 import static io.github.kvcache4j.kernel.PanamaSoftmax.exponentialsOfBlock;
 import static io.github.kvcache4j.kernel.PanamaSoftmax.maskAndRaise;
 import static io.github.kvcache4j.kernel.PanamaSoftmax.start;
@@ -21,7 +20,7 @@ import java.lang.foreign.MemorySegment;
  * stored as rows. The same online softmax as {@link PanamaKernels} over chunks of
  * {@value PanamaKernels#CHUNK} slots: a score pass over the chunk's key rows, then per block of
  * {@value Workspace#VALUE_BLOCK} rows the exponentials and a value pass. Both passes dequantize in
- * registers ({@link PanamaQuantScores}, {@link PanamaQuantValues}) and serve four query heads per
+ * registers ({@link PanamaQuantScores}, {@link PanamaQuantBlocks}) and serve four query heads per
  * byte loaded; a GQA group of more than four heads walks a chunk once per four heads, the later
  * walks reading the chunk from the cache (a Q8 chunk of head dimension 128 is 144 KiB). Needs
  * {@code L >= 8} float lanes (256-bit vectors); narrower machines run the scalar kernel for
@@ -68,15 +67,9 @@ final class PanamaQuantAttention {
                 for (int t0 = c0; t0 < end; t0 += TILE) {
                     MemorySegment keys = keyBlocks[t0 / TILE];
                     int rows = Math.min(TILE, end - t0);
-                    if (q8) {
-                        scores4Q8(keys, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
-                                qOff + he * d, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
-                                he * stride + t0, part);
-                    } else {
-                        scores4Q4(keys, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
-                                qOff + he * d, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
-                                he * stride + t0, part);
-                    }
+                    scores4(keys, q8, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
+                            qOff + he * d, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
+                            he * stride + t0, part);
                 }
             }
             maskAndRaise(call, c0, end);

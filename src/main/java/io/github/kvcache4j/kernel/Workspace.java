@@ -6,7 +6,8 @@ import java.lang.foreign.MemorySegment;
 /**
  * Working memory of one attention call at a time: half-precision key tiles and value blocks of
  * shapes without an in-register path are widened into {@code floats}, the score pass over
- * quantized rows keeps its row sums in {@code rowSums}, and lane sums are spilled to {@code lanes}. Each {@link AttentionCall} owns one, so a thread that reuses its call reuses it.
+ * quantized rows keeps its row sums in {@code rowSums}, and lane sums are spilled to
+ * {@code lanes}. Each {@link AttentionCall} owns one, so a thread that reuses its call reuses it.
  */
 final class Workspace {
 
