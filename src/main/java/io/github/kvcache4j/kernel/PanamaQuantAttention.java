@@ -2,10 +2,9 @@ package io.github.kvcache4j.kernel;
 
 import static io.github.kvcache4j.kernel.PanamaKernels.CHUNK;
 import static io.github.kvcache4j.kernel.PanamaLanes.L;
-import static io.github.kvcache4j.kernel.PanamaQuantBlocks.scores4Q4;
-import static io.github.kvcache4j.kernel.PanamaQuantBlocks.scores4Q8;
 import static io.github.kvcache4j.kernel.PanamaQuantBlocks.values4Q4;
 import static io.github.kvcache4j.kernel.PanamaQuantBlocks.values4Q8;
+import static io.github.kvcache4j.kernel.PanamaQuantScores.scores4;
 import static io.github.kvcache4j.kernel.PanamaSoftmax.exponentialsOfBlock;
 import static io.github.kvcache4j.kernel.PanamaSoftmax.maskAndRaise;
 import static io.github.kvcache4j.kernel.PanamaSoftmax.start;
@@ -21,10 +20,11 @@ import java.lang.foreign.MemorySegment;
  * stored as rows. The same online softmax as {@link PanamaKernels} over chunks of
  * {@value PanamaKernels#CHUNK} slots: a score pass over the chunk's key rows, then per block of
  * {@value Workspace#VALUE_BLOCK} rows the exponentials and a value pass. Both passes dequantize in
- * registers ({@link PanamaQuantBlocks}) and serve four query heads per byte loaded; a GQA group of
- * more than four heads walks a chunk once per four heads, the later walks reading the chunk from
- * the cache (a Q8 chunk of head dimension 128 is 144 KiB). Needs {@code L >= 8} float lanes (256-bit
- * vectors); narrower machines run the scalar kernel for quantized rows.
+ * registers ({@link PanamaQuantScores}, {@link PanamaQuantBlocks}) and serve four query heads per
+ * byte loaded; a GQA group of more than four heads walks a chunk once per four heads, the later
+ * walks reading the chunk from the cache (a Q8 chunk of head dimension 128 is 144 KiB). Needs
+ * {@code L >= 8} float lanes (256-bit vectors); narrower machines run the scalar kernel for
+ * quantized rows.
  */
 final class PanamaQuantAttention {
 
@@ -55,7 +55,7 @@ final class PanamaQuantAttention {
         final int stride = call.stride;
         final float[] out = call.out;
         final int outOff = call.outOffset;
-        final float[] sums = call.workspace.floats;
+        final float[] part = call.workspace.rowSums;
         start(call);
         for (int c0 = 0; c0 < n; c0 += CHUNK) {
             int end = Math.min(n, c0 + CHUNK);
@@ -63,22 +63,13 @@ final class PanamaQuantAttention {
                 int hb = head(ha, 1, group);
                 int hc = head(ha, 2, group);
                 int he = head(ha, 3, group);
-                if (!q8) {
-                    groupSums(q, qOff, d, ha, hb, hc, he, sums);
-                }
                 // Chunks start on a block: slots t0 .. t0 + rows are rows 0 .. rows of one block.
                 for (int t0 = c0; t0 < end; t0 += TILE) {
                     MemorySegment keys = keyBlocks[t0 / TILE];
                     int rows = Math.min(TILE, end - t0);
-                    if (q8) {
-                        scores4Q8(keys, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
-                                qOff + he * d, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
-                                he * stride + t0);
-                    } else {
-                        scores4Q4(keys, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
-                                qOff + he * d, sums, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
-                                he * stride + t0);
-                    }
+                    scores4(keys, q8, rows, rowBytes, d, q, qOff + ha * d, qOff + hb * d, qOff + hc * d,
+                            qOff + he * d, scale, w, ha * stride + t0, hb * stride + t0, hc * stride + t0,
+                            he * stride + t0, part);
                 }
             }
             maskAndRaise(call, c0, end);
@@ -118,24 +109,5 @@ final class PanamaQuantAttention {
     /** Returns head {@code first + k} of the batch from {@code first}, or the batch's last head where the group ends. */
     private static int head(int first, int k, int group) {
         return Math.min(first + k, Math.min(group, first + 4) - 1);
-    }
-
-    /** Writes {@code Σ_{i∈g} q_h,i} of the four heads {@code ha..he} to {@code sums[k·groups + g]}. */
-    private static void groupSums(float[] q, int qOff, int d, int ha, int hb, int hc, int he, float[] sums) {
-        int groups = d / GROUP;
-        groupSums(q, qOff + ha * d, groups, sums, 0);
-        groupSums(q, qOff + hb * d, groups, sums, groups);
-        groupSums(q, qOff + hc * d, groups, sums, 2 * groups);
-        groupSums(q, qOff + he * d, groups, sums, 3 * groups);
-    }
-
-    private static void groupSums(float[] q, int o, int groups, float[] sums, int at) {
-        for (int g = 0; g < groups; g++) {
-            float s = 0f;
-            for (int i = 0; i < GROUP; i++) {
-                s += q[o + g * GROUP + i];
-            }
-            sums[at + g] = s;
-        }
     }
 }

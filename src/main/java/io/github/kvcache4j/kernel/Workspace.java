@@ -5,7 +5,8 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * Working memory of one attention call at a time: half-precision key tiles and value blocks of
- * shapes without an in-register path are widened into {@code floats}, and lane sums are spilled to
+ * shapes without an in-register path are widened into {@code floats}, the score pass over
+ * quantized rows keeps its row sums in {@code rowSums}, and lane sums are spilled to
  * {@code lanes}. Each {@link AttentionCall} owns one, so a thread that reuses its call reuses it.
  */
 final class Workspace {
@@ -20,6 +21,11 @@ final class Workspace {
     final MemorySegment floatSegment;
     /** One vector's lanes (64 covers every species up to 2048 bits). */
     final float[] lanes = new float[64];
+    /**
+     * One vector per key row of a block and query head of a batch of four
+     * ({@link PanamaQuantScores}): the float species is capped at 512 bits, 16 lanes.
+     */
+    final float[] rowSums = new float[4 * KeyTiles.TILE * 16];
 
     /** Creates the working memory for {@code headDim}-element heads. */
     Workspace(int headDim) {

@@ -29,9 +29,10 @@ class QuantizedAttentionTest {
     static Stream<Arguments> shapes() {
         Stream.Builder<Arguments> b = Stream.builder();
         for (DType t : new DType[] {DType.Q8, DType.Q4}) {
-            for (int d : new int[] {32, 96, 128}) {
-                for (int group : new int[] {1, 3, 4, 8}) {
-                    for (int n : new int[] {1, 65, 1100}) {
+            for (int d : new int[] {32, 64, 96, 128, 256}) {
+                for (int group : new int[] {1, 2, 3, 4, 5, 8}) {
+                    // Blocks of 1, 7, 19, 12 and 64 rows: quads and vector tiles with and without a remainder.
+                    for (int n : new int[] {1, 7, 65, 83, 1100}) {
                         b.add(Arguments.of(t, d, group, n));
                     }
                 }
