@@ -1,5 +1,6 @@
 package io.github.kvcache4j.bench;
 
+import io.github.kvcache4j.Allocation;
 import io.github.kvcache4j.DType;
 import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
@@ -28,7 +29,10 @@ import org.openjdk.jmh.annotations.Warmup;
  * Llama-3-8B layer in F16 (8 kv-heads x 128: 16 MiB per full prompt). Sequences are admitted
  * while the pool can prefill one more prompt and still lend every admitted sequence one block per
  * kv-head for decoding; each prompt is compressed by {@code ratio} (L2-norm ranking, kvpress
- * semantics) right after its prefill, so its blocks go back before the next one is admitted. The
+ * semantics) right after its prefill, so its blocks go back before the next one is admitted:
+ * {@code allocation = uniform} keeps {@code floor(4096 (1 - ratio))} tokens per kv-head,
+ * {@code adakv} shares the same total among the kv-heads by Ada-KV's rule
+ * ({@link Allocation#adaptive(double)}, safeguard 0.2) on the same L2-norm scores. The
  * benchmark then decodes one token (append and attention) for every admitted sequence per
  * operation, and every 64 steps compresses each sequence back to its budget (its blocks go back);
  * the {@code tokens} counter is the aggregate decode rate, and the setup prints how many
@@ -49,6 +53,13 @@ public class MultiSequenceBenchmark {
 
     @Param({"0", "0.5", "0.9"})
     double ratio;
+
+    /** How the budget is shared among the kv-heads: {@code uniform} or {@code adakv}. */
+    @Param({"uniform", "adakv"})
+    String allocation;
+
+    /** Ada-KV's safeguard fraction, as the evaluator's {@code adakv_snapkv} row uses it. */
+    static final double ADAKV_SAFEGUARD = 0.2;
 
     private KvPool pool;
     private final List<KvCache> caches = new ArrayList<>();
@@ -80,7 +91,7 @@ public class MultiSequenceBenchmark {
             KvCache cache = KvCache.create(config, pool);
             appendPrompt(cache, data);
             if (ratio > 0) {
-                cache.compress(ratio);
+                cache.compress(ratio, share());
             }
             caches.add(cache);
         }
@@ -90,8 +101,16 @@ public class MultiSequenceBenchmark {
         query = data.query;
         out = new float[AttentionData.QUERY_HEADS * AttentionData.HEAD_DIM];
         position = PROMPT;
-        System.out.printf("%nratio %.2f: %d sequences fit, pool %d of %d blocks used%n", ratio, caches.size(),
+        System.out.printf("%nratio %.2f %s: %d sequences fit, pool %d of %d blocks used%n", ratio, allocation, caches.size(),
                 pool.stats().usedBlocks(), pool.stats().blocks());
+    }
+
+    private Allocation share() {
+        return switch (allocation) {
+            case "uniform" -> Allocation.uniform();
+            case "adakv" -> Allocation.adaptive(ADAKV_SAFEGUARD);
+            default -> throw new IllegalArgumentException("allocation: '" + allocation + "', expected uniform or adakv");
+        };
     }
 
     /** Prefills the prompt in 256-token chunks. */
@@ -117,7 +136,7 @@ public class MultiSequenceBenchmark {
     public float decodeAll(Decoded decoded) {
         if ((position - PROMPT) % KvPool.BLOCK_TOKENS == 0) {
             for (KvCache cache : caches) {
-                cache.compress(budget);
+                cache.compressToTokens((long) budget * AttentionData.KV_HEADS, share());
             }
         }
         for (KvCache cache : caches) {
