@@ -41,9 +41,7 @@ final class CacheFork {
         KvStore source = from.store();
         to.store().forkFrom(source);
         for (int b = 0; b < source.buffers(); b++) {
-            for (int slot = 0; slot < source.size(b); slot++) {
-                to.view().keyNorm(b, slot, from.view().storedNorm(b, slot));
-            }
+            to.view().copyNorms(from.view(), b, source.size(b));
         }
         LessState less = from.less();
         if (less != null) {

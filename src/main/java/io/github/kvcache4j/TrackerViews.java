@@ -48,6 +48,11 @@ final class TrackerViews {
             return norms[b][slot];
         }
 
+        /** Copies the key norms of slots {@code [0, n)} of store buffer {@code b} from {@code other}. */
+        void copyNorms(Buffer other, int b, int n) {
+            System.arraycopy(other.norms[b], 0, norms[b], 0, n);
+        }
+
         /** The token in {@code from} of store buffer {@code b} moved to {@code to}. */
         void move(int b, int from, int to) {
             norms[b][to] = norms[b][from];

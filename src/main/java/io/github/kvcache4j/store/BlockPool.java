@@ -122,16 +122,21 @@ public final class BlockPool implements AutoCloseable {
     }
 
     /**
-     * Adds a holder to block {@code id}, which some store holds already: the block is then shared
-     * and must be copied before either holder writes to it ({@link #isShared}).
+     * Adds a holder to each of {@code ids[0 .. n)}, blocks some store holds already: they are then
+     * shared and must be copied before either holder writes to one ({@link #isShared}). Either
+     * every block gains a holder or, if one is free, none does.
      *
-     * @throws IllegalStateException if the block is free
+     * @throws IllegalStateException if one of the blocks is free
      */
-    public synchronized void share(int id) {
-        if (refs[id] == 0) {
-            throw new IllegalStateException("block " + id + " is free and cannot be shared");
+    public synchronized void share(int[] ids, int n) {
+        for (int i = 0; i < n; i++) {
+            if (refs[ids[i]] == 0) {
+                throw new IllegalStateException("block " + ids[i] + " is free and cannot be shared");
+            }
         }
-        refs[id]++;
+        for (int i = 0; i < n; i++) {
+            refs[ids[i]]++;
+        }
     }
 
     /** Returns whether block {@code id} has more than one holder. */

@@ -297,14 +297,17 @@ public final class KvStore implements AutoCloseable {
         boolean same = source.pool == pool;
         for (int b = 0; b < buffers; b++) {
             int blocks = blocksFor(source.size[b]);
+            if (same) {
+                // One lock per buffer rather than per block: a fork of a 4K-token cache shares
+                // thousands of blocks.
+                pool.share(source.blockIds[b], blocks);
+            }
             for (int i = 0; i < blocks; i++) {
                 int id = same ? source.blockIds[b][i] : pool.allocate();
                 if (id < 0) {
                     throw new IllegalStateException("the pool has no free block to copy a forked buffer into");
                 }
-                if (same) {
-                    pool.share(id);
-                } else {
+                if (!same) {
                     MemorySegment.copy(source.keyBlocks[b][i], 0, pool.keyTile(id), 0, pool.tileBytes());
                     MemorySegment.copy(source.valueBlocks[b][i], 0, pool.valueTile(id), 0, pool.tileBytes());
                 }
