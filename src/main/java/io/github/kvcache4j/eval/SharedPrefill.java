@@ -19,11 +19,11 @@ import java.util.function.Function;
  * only attention runs per cache. Configurations that share one recipe (the same object: one
  * policy at several ratios) share one prefill too: the first is prefilled and the others are
  * {@linkplain KvCache#fork() forks} of it, taken before any compression, so a policy observes
- * the prefill's attention once however many ratios it is measured at. A cache that evicted during that pass anyway (a policy with an
- * adaptive budget, CORM) is prefilled again on its own, since from its first eviction on its
- * attention output differs from the others'; if it was the first cache, whose output fed the
- * model, the rest of the group is prefilled again too. Its policy is remembered and prefilled
- * alone from then on (by name).
+ * the prefill's attention once however many ratios it is measured at. A cache that evicted
+ * during that pass anyway (a policy with an adaptive budget, CORM) is prefilled again on its
+ * own, since from its first eviction on its attention output differs from the others'; if it was
+ * the first cache, whose output fed the model, the rest of the group is prefilled again too. Its
+ * policy is remembered and prefilled alone from then on (by name).
  */
 final class SharedPrefill {
 
