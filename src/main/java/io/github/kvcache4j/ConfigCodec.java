@@ -284,7 +284,12 @@ final class ConfigCodec {
                 return Policies.keyDiff();
             }
             case "expected_attention" -> {
-                params(s, 5, Math.max(2, r.length));
+                // epsilon, then one RoPE frequency per pair: at least one
+                params(s, 5, r.length);
+                if (r.length < 2) {
+                    throw new IllegalArgumentException("policy expected_attention has " + r.length
+                            + " real parameters, expected epsilon and at least one RoPE frequency");
+                }
                 Rope rope = Rope.ofFrequencies(Arrays.copyOfRange(r, 1, r.length), flag(p[4], "expected_attention neox"));
                 return Policies.expectedAttention(rope, p[0], p[1], flag(p[2], "expected_attention covariance"),
                         flag(p[3], "expected_attention valueNorms"), r[0]);

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.github.kvcache4j.testutil.NamedPolicy;
 import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.Snapshot;
 import java.io.IOException;
@@ -298,17 +299,7 @@ class SessionFileTest {
     void aPolicyThatIsNotBuiltInLoadsWithTheCallersConfig() throws IOException {
         long seed = Seeds.fresh("aPolicyThatIsNotBuiltInLoadsWithTheCallersConfig");
         SplittableRandom r = new SplittableRandom(seed);
-        EvictionPolicy custom = new EvictionPolicy() {
-            @Override
-            public String name() {
-                return "custom_h2o";
-            }
-
-            @Override
-            public Tracker newTracker(Shape shape) {
-                return Policies.h2o().newTracker(shape);
-            }
-        };
+        EvictionPolicy custom = NamedPolicy.of("custom_h2o", shape -> Policies.h2o().newTracker(shape));
         KvCacheConfig config = SessionForkTest.config(custom, DType.F32, false, seed);
         try (KvCache cache = KvCache.create(config)) {
             SessionLockstep ops = new SessionLockstep(config, r);

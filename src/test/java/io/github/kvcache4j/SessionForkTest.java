@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.github.kvcache4j.less.FeatureMap;
 import io.github.kvcache4j.policy.Rope;
 import io.github.kvcache4j.testutil.ForwardingTracker;
+import io.github.kvcache4j.testutil.NamedPolicy;
 import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.Snapshot;
 import java.io.ByteArrayInputStream;
@@ -201,17 +202,8 @@ class SessionForkTest {
     void aPolicyWithoutCopyOrSaveLeavesTheCacheUnchanged() {
         long seed = Seeds.fresh("aPolicyWithoutCopyOrSaveLeavesTheCacheUnchanged");
         SplittableRandom r = new SplittableRandom(seed);
-        EvictionPolicy opaque = new EvictionPolicy() {
-            @Override
-            public String name() {
-                return "opaque";
-            }
-
-            @Override
-            public Tracker newTracker(Shape shape) {
-                return new ForwardingTracker(Policies.streamingLlm(2).newTracker(shape));
-            }
-        };
+        EvictionPolicy opaque = NamedPolicy.of("opaque",
+                shape -> new ForwardingTracker(Policies.streamingLlm(2).newTracker(shape)));
         KvCacheConfig config = config(opaque, DType.F32, false, seed);
         KvPool pool = pool(DType.F32, 32);
         try (KvCache cache = KvCache.create(config, pool)) {

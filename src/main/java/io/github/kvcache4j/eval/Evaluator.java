@@ -101,7 +101,7 @@ public final class Evaluator {
                             : o.kvFormats().stream().map(KvFormat::name).toList(), o.threads());
             int configs = 1;
             for (String policy : o.policies()) {
-                configs += policy.equals(PolicyRegistry.FULL) ? 0 : ratios(o, policy).length;
+                configs += policy.equals(PolicyRegistry.FULL) ? 0 : ratios(o, PolicyRegistry.create(policy)).length;
             }
             if (!o.kvFormats().isEmpty()) {
                 Progress progress = new Progress(err, o.kvFormats().size() * work(o, samples, configs, window),
@@ -273,7 +273,7 @@ public final class Evaluator {
             if (!policy.equals(PolicyRegistry.FULL)) {
                 // One recipe for all ratios: the prefill forks one cache per ratio from one prefill.
                 CacheRecipe recipe = PolicyRegistry.create(policy);
-                for (double ratio : ratios(o, policy)) {
+                for (double ratio : ratios(o, recipe)) {
                     names.add(policy);
                     configs.add(new SharedPrefill.Config(recipe, ratio));
                 }
@@ -329,8 +329,8 @@ public final class Evaluator {
         return sum;
     }
 
-    /** Returns the ratios {@code policy} runs at: all of them, or 0 alone for a sharing plan. */
-    private static double[] ratios(EvalOptions o, String policy) {
-        return PolicyRegistry.create(policy).compresses() ? o.ratios() : new double[] {0.0};
+    /** Returns the ratios {@code recipe} runs at: all of them, or 0 alone for a sharing plan. */
+    private static double[] ratios(EvalOptions o, CacheRecipe recipe) {
+        return recipe.compresses() ? o.ratios() : new double[] {0.0};
     }
 }

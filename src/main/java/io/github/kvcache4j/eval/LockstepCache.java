@@ -119,31 +119,35 @@ final class LockstepCache implements KvCache {
     /** Not supported: each cache is compressed on its own after the prefill. */
     @Override
     public void compress(double ratio) {
-        throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
+        throw compressPerCache();
     }
 
     /** Not supported: each cache is compressed on its own after the prefill. */
     @Override
     public void compress(int targetTokens) {
-        throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
+        throw compressPerCache();
     }
 
     /** Not supported: each cache is compressed on its own after the prefill. */
     @Override
     public void compress(double ratio, Allocation allocation) {
-        throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
+        throw compressPerCache();
     }
 
     /** Not supported: each cache is compressed on its own after the prefill. */
     @Override
     public void compressToTokens(long totalTokens, Allocation allocation) {
-        throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
+        throw compressPerCache();
     }
 
     /** Not supported: each cache is compressed on its own after the prefill. */
     @Override
     public void compressToBytes(long bytes, Allocation allocation) {
-        throw new UnsupportedOperationException("compress each cache of the lockstep on its own");
+        throw compressPerCache();
+    }
+
+    private static UnsupportedOperationException compressPerCache() {
+        return new UnsupportedOperationException("compress each cache of the lockstep on its own");
     }
 
     /** {@inheritDoc} Resets every cache. */
