@@ -51,6 +51,12 @@ public final class KvStore implements AutoCloseable {
     private final boolean[] ordered;
     private long heldTotal;
     private boolean closed;
+    /**
+     * Whether a block of this store may be held by another store too: set on both sides when a
+     * fork shares blocks, never cleared. A store that never took part in a fork asks the pool
+     * (a lock) about no block before it writes.
+     */
+    private boolean mayShare;
 
     /**
      * Creates {@code buffers} empty buffers whose blocks come from {@code pool}.
@@ -249,7 +255,7 @@ public final class KvStore implements AutoCloseable {
      */
     public boolean unshareTail(int b) {
         int i = size[b] / TILE;
-        return i >= held[b] || unshare(b, i);
+        return !mayShare || i >= held[b] || unshare(b, i);
     }
 
     /**
@@ -258,7 +264,7 @@ public final class KvStore implements AutoCloseable {
      * blocks copied so far stay copied (the contents are the same either way).
      */
     public boolean unshareAll(int b) {
-        for (int i = 0; i < held[b]; i++) {
+        for (int i = 0; mayShare && i < held[b]; i++) {
             if (!unshare(b, i)) {
                 return false;
             }
@@ -301,6 +307,8 @@ public final class KvStore implements AutoCloseable {
                 // One lock per buffer rather than per block: a fork of a 4K-token cache shares
                 // thousands of blocks.
                 pool.share(source.blockIds[b], blocks);
+                mayShare = true;
+                source.mayShare = true;
             }
             for (int i = 0; i < blocks; i++) {
                 int id = same ? source.blockIds[b][i] : pool.allocate();
