@@ -25,6 +25,8 @@ final class Allocator {
     private final int[] resident;
     private final int[] low;
     private final int[] kept;
+    /** Per buffer, during {@link #headWise}: its candidates scoring above the layer's cut. */
+    private final int[] above;
     private final boolean[] byPosition;
     private final double[] weight;
     private final double[] scratch;
@@ -44,6 +46,7 @@ final class Allocator {
         this.resident = new int[buffers];
         this.low = new int[buffers];
         this.kept = new int[buffers];
+        this.above = new int[buffers];
         this.byPosition = new boolean[buffers];
         this.weight = new double[sources];
         this.scratch = new double[capacity];
@@ -59,10 +62,6 @@ final class Allocator {
         this.allocation = allocation;
         this.protectedTokens = protectedTokens;
         System.arraycopy(sizes, 0, resident, 0, buffers);
-        long total = 0;
-        for (int b = 0; b < buffers; b++) {
-            total += resident[b];
-        }
         if (allocation.kind() != Allocation.Kind.ADAPTIVE && !allocation.splits()) {
             return;
         }
@@ -70,7 +69,7 @@ final class Allocator {
             checkScores(scores.fill(0, 0, scratch), allocation, policy);
             return;
         }
-        sorted = new double[Math.toIntExact(total)];
+        sorted = new double[Math.toIntExact(total())];
         offset = new int[buffers + 1];
         pool = new double[sorted.length];
         double share = (double) Math.max(0, hint) / buffers;
@@ -244,35 +243,28 @@ final class Allocator {
         int ties = rest;
         for (int h = 0; h < kvHeads; h++) {
             int b = first + h;
-            ties -= countAbove(b, cut);
+            above[b] = count(b, cut, false);
+            ties -= above[b];
         }
         for (int h = 0; h < kvHeads; h++) {
             int b = first + h;
-            int above = countAbove(b, cut);
-            int equal = countAtLeast(b, cut) - above;
-            int take = Math.min(equal, ties);
+            int take = Math.min(count(b, cut, true) - above[b], ties);
             ties -= take;
-            kept[b] = low[b] + above + take;
+            kept[b] = low[b] + above[b] + take;
         }
     }
 
-    /** Among buffer {@code b}'s candidates (its scores below its floor's), how many exceed {@code cut}. */
-    private int countAbove(int b, double cut) {
+    /**
+     * Among buffer {@code b}'s candidates (its scores below its floor's), how many exceed
+     * {@code cut}, or reach it if {@code orEqual}.
+     */
+    private int count(int b, double cut, boolean orEqual) {
         int n = resident[b] - low[b];
         int from = offset[b];
         int count = 0;
         for (int j = 0; j < n; j++) {
-            count += sorted[from + j] > cut ? 1 : 0;
-        }
-        return count;
-    }
-
-    private int countAtLeast(int b, double cut) {
-        int n = resident[b] - low[b];
-        int from = offset[b];
-        int count = 0;
-        for (int j = 0; j < n; j++) {
-            count += sorted[from + j] >= cut ? 1 : 0;
+            double s = sorted[from + j];
+            count += s > cut || orEqual && s == cut ? 1 : 0;
         }
         return count;
     }
