@@ -233,8 +233,18 @@ public interface EvictionPolicy {
         void reset();
 
         /**
-         * Returns an independent deep copy of this tracker (a forked cache gets one): both then
-         * name the same victims for the same callbacks, and changing one never changes the other.
+         * The cache was closed and will not call this tracker again: a tracker that shares state
+         * with a {@link #copy() fork} lets it go here, so the fork need not copy it. Does nothing by
+         * default.
+         */
+        default void release() {
+        }
+
+        /**
+         * Returns an independent copy of this tracker (a forked cache gets one): both then name
+         * the same victims for the same callbacks, and changing one never changes the other. The
+         * two may share state copy on write; the copy may be used on another thread than this
+         * tracker.
          * Every built-in policy supports it; the default does not.
          *
          * @throws UnsupportedOperationException if the tracker does not support fork

@@ -443,9 +443,16 @@ final class OffHeapKvCache implements KvCache {
         if (inside == Thread.currentThread()) {
             throw new IllegalStateException("close called from inside a cache call (a policy callback)");
         }
+        if (closed) {
+            return;
+        }
         closed = true;
-        store.close();
-        cleanable.clean();
+        try {
+            store.close();
+            cleanable.clean();
+        } finally {
+            tracker.release();
+        }
     }
 
     /** Rejects calls on a closed or failed cache and calls from inside a call; marks the call as running. */

@@ -18,6 +18,9 @@ import java.nio.channels.Channels;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -29,7 +32,7 @@ import org.junit.jupiter.api.Test;
  * built-in policy, storage type (Q8 and Q4 with and without key rotation) and with or without
  * LESS, on a private and on a shared pool, 200 random operations give bit-identical outputs,
  * rows, positions and stats; a fork and its original never change each other, also while they
- * share blocks.
+ * share blocks and per-slot policy state, and on threads of their own.
  */
 class SessionForkTest {
 
@@ -192,6 +195,50 @@ class SessionForkTest {
                         + pool.stats().usedBytes() + " bytes, the caches hold " + held);
             }
         } finally {
+            assertEquals(0, pool.stats().usedBlocks(), "closing every copy returns all blocks");
+            pool.close();
+            separate.close();
+        }
+    }
+
+    /**
+     * An original and two forks, each on a thread of its own, write through their shared blocks
+     * and shared per-slot policy state at the same time; each must continue exactly as a loaded
+     * copy on another pool, driven alongside it on the same thread.
+     */
+    @ParameterizedTest
+    @MethodSource("policies")
+    void forksOnThreadsOfTheirOwnContinueAsCopiesThatShareNothing(String policyName) throws Exception {
+        long seed = Seeds.fresh("forksOnThreadsOfTheirOwnContinueAsCopiesThatShareNothing " + policyName);
+        SplittableRandom r = new SplittableRandom(seed);
+        DType dtype = DType.values()[r.nextInt(DType.values().length)];
+        KvCacheConfig config = config(policy(policyName), dtype, r.nextBoolean(), false, seed);
+        KvPool pool = pool(dtype, 160);
+        KvPool separate = pool(dtype, 160);
+        List<KvCache> all = new ArrayList<>();
+        ExecutorService threads = Executors.newFixedThreadPool(3);
+        try {
+            KvCache original = KvCache.create(config, pool);
+            all.add(original);
+            SessionLockstep ops = new SessionLockstep(config, r);
+            ops.run(60, List.of(original));
+            all.add(original.fork());
+            all.add(original.fork());
+            byte[] saved = save(original);
+            List<Future<?>> done = new ArrayList<>();
+            for (int i = 0; i < 3; i++) {
+                KvCache cache = all.get(i);
+                KvCache alone = load(saved, null, separate);
+                all.add(alone);
+                SessionLockstep branch = ops.branch(r.split());
+                done.add(threads.submit(() -> branch.run(150, List.of(cache, alone))));
+            }
+            for (Future<?> f : done) {
+                f.get();
+            }
+        } finally {
+            threads.shutdownNow();
+            all.forEach(KvCache::close);
             assertEquals(0, pool.stats().usedBlocks(), "closing every copy returns all blocks");
             pool.close();
             separate.close();

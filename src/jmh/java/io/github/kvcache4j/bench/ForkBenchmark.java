@@ -27,7 +27,10 @@ import org.openjdk.jmh.annotations.Warmup;
  * write (block tables, positions, key norms and the policy state are copied; no row is), and
  * {@code privatePool} forks a cache on its private pool, which reserves a new pool and copies
  * every block. Each operation forks and closes the fork. {@code full} keeps no per-slot policy
- * state; {@code h2o} copies an accumulated score per slot.
+ * state; {@code h2o} keeps an accumulated score per slot, shared with the fork until either
+ * writes. H2O updates every slot's score on every query, so a fork's first decode step copies
+ * that state: {@code sharedPoolThenAttend} forks, attends once per layer on the fork and closes
+ * it, against {@code attend}, the same step without a fork.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -47,6 +50,8 @@ public class ForkBenchmark {
     private KvPool pool;
     private KvCache shared;
     private KvCache alone;
+    private final float[] queries = new float[AttentionData.QUERY_HEADS * AttentionData.HEAD_DIM];
+    private final float[] out = new float[AttentionData.QUERY_HEADS * AttentionData.HEAD_DIM];
 
     @Setup
     public void setUp() {
@@ -61,6 +66,10 @@ public class ForkBenchmark {
         alone = KvCache.create(config);
         fill(shared, new SplittableRandom(1));
         fill(alone, new SplittableRandom(1));
+        SplittableRandom r = new SplittableRandom(2);
+        for (int i = 0; i < queries.length; i++) {
+            queries[i] = (float) r.nextGaussian();
+        }
     }
 
     /** Appends {@value #TOKENS} random tokens to every layer, in chunks. */
@@ -100,5 +109,29 @@ public class ForkBenchmark {
         try (KvCache fork = alone.fork()) {
             return fork.stats().heldBytes();
         }
+    }
+
+    /** One decode query on every layer of the cache on the shared pool. */
+    @Benchmark
+    public float attend() {
+        return attendEveryLayer(shared);
+    }
+
+    /**
+     * Forks the cache on the shared pool, attends once on every layer of the fork (its first write,
+     * which copies the policy state it shared) and closes the fork.
+     */
+    @Benchmark
+    public float sharedPoolThenAttend() {
+        try (KvCache fork = shared.fork()) {
+            return attendEveryLayer(fork);
+        }
+    }
+
+    private float attendEveryLayer(KvCache cache) {
+        for (int l = 0; l < LAYERS; l++) {
+            cache.attend(l, TOKENS - 1, queries, out);
+        }
+        return out[0];
     }
 }

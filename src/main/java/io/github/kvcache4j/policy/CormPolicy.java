@@ -119,7 +119,7 @@ public final class CormPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+        protected void attend(int buffer, BufferView view, AttentionWeights weights) {
             int query = weights.queryPosition();
             int visible = weights.visible();
             int t = 0;

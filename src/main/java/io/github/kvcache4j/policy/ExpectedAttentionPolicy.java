@@ -134,7 +134,7 @@ public final class ExpectedAttentionPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+        protected void attend(int buffer, BufferView view, AttentionWeights weights) {
             if (weights.queryPosition() >= sinks) {
                 stats.add(buffer, view.headDim(), weights);
             }

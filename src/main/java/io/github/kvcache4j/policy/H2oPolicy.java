@@ -78,7 +78,7 @@ public final class H2oPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+        protected void attend(int buffer, BufferView view, AttentionWeights weights) {
             int group = weights.groupSize();
             int query = weights.queryPosition();
             double[] sum = this.sum[buffer];

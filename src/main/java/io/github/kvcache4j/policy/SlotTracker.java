@@ -9,6 +9,7 @@ import java.io.DataInput;
 import java.io.DataOutput;
 import java.io.IOException;
 import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The base of a score-based {@link EvictionPolicy.Tracker}: it keeps every buffer's resident slots
@@ -21,7 +22,10 @@ import java.util.Arrays;
  *
  * <p>Per-slot state is registered in the constructor ({@link #doublesPerSlot} and its siblings):
  * one array per buffer, {@code width} entries per slot, so {@code state[buffer][slot * width + i]}
- * never overflows, whatever the number of buffers. A policy that keeps the latest attention each
+ * never overflows, whatever the number of buffers. A subclass reads {@code state[buffer]} afresh in
+ * every call and never keeps one buffer's array: after a {@link #copy() fork} the arrays are
+ * shared until one of the two trackers writes, and the writer then works on a copy of its own. A
+ * policy that keeps the latest attention each
  * key received and protects the newest four tokens:
  *
  * <pre>{@code
@@ -42,7 +46,7 @@ import java.util.Arrays;
  *
  *         public boolean wantsAttention(int layer) { return true; }
  *
- *         public void onAttention(int buffer, BufferView view, AttentionWeights w) {
+ *         protected void attend(int buffer, BufferView view, AttentionWeights w) {
  *             for (int slot = 0; slot < w.visible(); slot++) {
  *                 double sum = 0;
  *                 for (int g = 0; g < w.groupSize(); g++) {
@@ -120,6 +124,16 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     private record Column(Object[] arrays, Object zeros, int width, Kind kind) {
     }
 
+    /**
+     * The holders of one position order and set of registered arrays, shared by a tracker and its
+     * forks until they write. Shared arrays are never written: a holder that is about to write
+     * copies them unless it is the last one, then lets go. The count is atomic because a fork may
+     * live on another thread than the tracker it came from.
+     */
+    private static final class Share {
+        final AtomicInteger holders = new AtomicInteger(1);
+    }
+
     /** Version of the generic part of the saved state. */
     private static final int VERSION = 1;
 
@@ -132,6 +146,8 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     private final int[] ranked;
     private final double[] scores;
     private final int[] positions;
+    /** Non-null while {@link #order} and the registered arrays are shared with a fork. */
+    private Share share;
 
     /**
      * Creates the bookkeeping of a cache of the given shape.
@@ -268,6 +284,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      */
     @Override
     public final void onAppend(int buffer, BufferView view, int slot) {
+        own();
         if (slot >= allocated[buffer]) {
             reserve(buffer, StateFormat.grow(allocated[buffer], slot + 1, shape.capacity()));
         }
@@ -277,9 +294,18 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
         }
     }
 
-    /** {@inheritDoc} Does nothing by default. */
+    /** {@inheritDoc} Calls {@link #attend} on state this tracker does not share with a fork. */
     @Override
-    public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+    public final void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+        own();
+        attend(buffer, view, weights);
+    }
+
+    /**
+     * One query token attended over {@code buffer} ({@link #onAttention}): the place to update
+     * registered state, of this buffer or of others of its layer. Does nothing by default.
+     */
+    protected void attend(int buffer, BufferView view, AttentionWeights weights) {
     }
 
     /** {@inheritDoc} */
@@ -330,12 +356,14 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     /** {@inheritDoc} */
     @Override
     public final void onRemove(int buffer, int slot) {
+        own();
         order.remove(buffer, slot);
     }
 
     /** {@inheritDoc} Moves the slot's registered state along. */
     @Override
     public final void onMove(int buffer, int from, int to) {
+        own();
         order.move(buffer, from, to);
         for (Column c : columns) {
             Object a = c.arrays[buffer];
@@ -345,19 +373,59 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
 
     /**
      * {@inheritDoc} Forgets the position order; registered state needs no clearing, as every slot
-     * is zeroed when a token is stored. A subclass with state of its own overrides this and calls
-     * {@code super.reset()}.
+     * is zeroed when a token is stored; state shared with a fork is let go, not copied. A subclass
+     * with state of its own overrides this and calls {@code super.reset()}.
      */
     @Override
     public void reset() {
-        order.clear();
+        if (share == null) {
+            order.clear();
+            return;
+        }
+        release();
+        order = new SlotOrder(shape.buffers(), shape.capacity());
+        Arrays.fill(allocated, 0);
+        for (Column c : columns) {
+            Arrays.setAll(c.arrays, b -> c.kind.allocate(0));
+        }
+    }
+
+    /** {@inheritDoc} Lets go of state shared with a fork, so the other holder need not copy it. */
+    @Override
+    public void release() {
+        Share s = share;
+        if (s != null) {
+            share = null;
+            s.holders.decrementAndGet();
+        }
     }
 
     /**
-     * {@inheritDoc} A new tracker from {@link #blank()} that gets copies of the position order and
-     * of every registered array, and the subclass's other state through {@link #saveExtra} and
-     * {@link #readExtra}, so the two share nothing. Copying the arrays directly keeps a fork's
-     * cost at a memory copy of the per-slot state.
+     * Makes the position order and the registered arrays this tracker's own before it writes
+     * them: copies them while another holder shares them, then lets go of the share.
+     */
+    private void own() {
+        Share s = share;
+        if (s == null) {
+            return;
+        }
+        if (s.holders.get() > 1) {
+            order = order.copy();
+            for (Column c : columns) {
+                for (int b = 0; b < c.arrays.length; b++) {
+                    c.arrays[b] = c.kind.copy(c.arrays[b]);
+                }
+            }
+        }
+        release();
+    }
+
+    /**
+     * {@inheritDoc} A new tracker from {@link #blank()} that shares the position order and every
+     * registered array with this one until either writes (the writer copies them first), and gets
+     * the subclass's other state through {@link #saveExtra} and {@link #readExtra}. So a fork costs
+     * no copy of the per-slot state; the first write after it does, once for every holder but the
+     * last.
      *
      * @throws UnsupportedOperationException if the subclass does not override {@link #blank()}
      */
@@ -369,13 +437,15 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
                     + "registering the same per-slot arrays");
         }
         Runnable extra = StateFormat.transfer(this::saveExtra, t::readExtra, getClass().getName());
-        t.order = order.copy();
+        if (share == null) {
+            share = new Share();
+        }
+        share.holders.incrementAndGet();
+        t.share = share;
+        t.order = order;
         t.allocated = allocated.clone();
         for (int i = 0; i < columns.length; i++) {
-            Column c = columns[i];
-            for (int b = 0; b < c.arrays.length; b++) {
-                t.columns[i].arrays[b] = c.kind.copy(c.arrays[b]);
-            }
+            System.arraycopy(columns[i].arrays, 0, t.columns[i].arrays, 0, columns[i].arrays.length);
         }
         extra.run();
         return t;
@@ -426,6 +496,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
             }
         }
         Runnable extra = readExtra(in);
+        release();
         order = read;
         allocated = slots;
         for (int i = 0; i < columns.length; i++) {

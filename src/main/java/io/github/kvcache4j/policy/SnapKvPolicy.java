@@ -103,7 +103,7 @@ public final class SnapKvPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+        protected void attend(int buffer, BufferView view, AttentionWeights weights) {
             // A query after the newest token sees what one at the newest does; counting it as
             // later would push every genuine query out of the window.
             int query = Math.min(weights.queryPosition(), recentFrom(buffer, 1));

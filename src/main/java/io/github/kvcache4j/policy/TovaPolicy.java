@@ -67,7 +67,7 @@ public final class TovaPolicy implements EvictionPolicy {
         }
 
         @Override
-        public void onAttention(int buffer, BufferView view, AttentionWeights weights) {
+        protected void attend(int buffer, BufferView view, AttentionWeights weights) {
             int layer = view.layer();
             // A query after the newest token sees what one at the newest does; counting it as
             // later would make a stray far-future report the latest forever.

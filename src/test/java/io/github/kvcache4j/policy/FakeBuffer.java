@@ -21,6 +21,15 @@ final class FakeBuffer implements BufferView {
         this.norms = new float[capacity];
     }
 
+    /** Returns a buffer holding the same tokens, for a copy of the tracker this one drives. */
+    FakeBuffer copy() {
+        FakeBuffer b = new FakeBuffer(positions.length);
+        System.arraycopy(positions, 0, b.positions, 0, resident);
+        System.arraycopy(norms, 0, b.norms, 0, resident);
+        b.resident = resident;
+        return b;
+    }
+
     /** Stores the token at {@code position} in the next slot and tells {@code t}. */
     void append(Tracker t, int position, float norm) {
         positions[resident] = position;

@@ -2,19 +2,27 @@ package io.github.kvcache4j.policy;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.EvictionPolicy.BufferView;
 import io.github.kvcache4j.EvictionPolicy.Reason;
+import io.github.kvcache4j.EvictionPolicy.AttentionWeights;
 import io.github.kvcache4j.EvictionPolicy.Shape;
+import io.github.kvcache4j.testutil.Seeds;
 import java.util.Arrays;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /** The bookkeeping {@link SlotTracker} does for every policy built on it, driven by hand. */
 class SlotTrackerTest {
 
-    /** Scores a slot by the first of its two registered doubles; protects {@code window} tokens. */
+    /**
+     * Scores a slot by the first of its two registered doubles, which sums the attention the slot
+     * received; protects {@code window} tokens.
+     */
     private static final class Scored extends SlotTracker {
         final double[][] state;
         final long[][] flags;
@@ -28,8 +36,20 @@ class SlotTrackerTest {
         }
 
         @Override
+        protected void attend(int buffer, BufferView view, AttentionWeights weights) {
+            for (int j = 0; j < weights.visible(); j++) {
+                state[buffer][2 * j] += weights.weight(0, j);
+            }
+        }
+
+        @Override
         protected int recentWindow(int buffer, BufferView view, Reason reason, int count) {
             return window;
+        }
+
+        @Override
+        protected SlotTracker blank() {
+            return new Scored(shape(), window);
         }
 
         @Override
@@ -74,6 +94,77 @@ class SlotTrackerTest {
         assertEquals(1, b.victims(t, Reason.MAKE_ROOM, 1, v));
         assertEquals(3, v[0]);
         assertEquals(0, b.victims(t, Reason.ADAPTIVE, 6, v), "no adaptive budget by default");
+    }
+
+    /** Reports fresh random weights over {@code b}'s slots to {@code t}; returns them. */
+    private static float[] attendRandomly(Scored t, FakeBuffer b, int query, int visible, SplittableRandom r) {
+        float[] w = new float[visible];
+        for (int j = 0; j < visible; j++) {
+            w[j] = (float) r.nextDouble();
+        }
+        b.attend(t, query, w, visible, visible);
+        return w;
+    }
+
+    private static double[] scores(double[] state, int slots) {
+        double[] s = new double[slots];
+        for (int j = 0; j < slots; j++) {
+            s[j] = state[2 * j];
+        }
+        return s;
+    }
+
+    private static double[] plus(double[] a, float[] w) {
+        double[] s = a.clone();
+        for (int j = 0; j < w.length; j++) {
+            s[j] += w[j];
+        }
+        return s;
+    }
+
+    @Test
+    void aCopySharesPerSlotStateUntilAWriteAndTheLastHolderWritesInPlace() {
+        long seed = Seeds.fresh("aCopySharesPerSlotStateUntilAWriteAndTheLastHolderWritesInPlace");
+        SplittableRandom r = new SplittableRandom(seed);
+        int n = 5 + r.nextInt(20);
+        Scored t = new Scored(new Shape(1, 1, 1, 64), 1);
+        FakeBuffer b = new FakeBuffer(64);
+        for (int p = 0; p < n; p++) {
+            b.append(t, p, 1f);
+        }
+        double[] before = plus(new double[n], attendRandomly(t, b, n, n, r));
+
+        Scored fork = (Scored) t.copy();
+        FakeBuffer forkBuffer = b.copy();
+        assertSame(t.state[0], fork.state[0], "a fork copies no per-slot state");
+        double[] forkExpected = plus(before, attendRandomly(fork, forkBuffer, n + 1, n, r));
+        assertNotSame(t.state[0], fork.state[0], "the fork's first write works on a copy");
+        assertArrayEquals(before, scores(t.state[0], n), "the fork's write changed the original");
+        assertArrayEquals(forkExpected, scores(fork.state[0], n));
+
+        double[] mine = t.state[0];
+        double[] expected = plus(before, attendRandomly(t, b, n + 1, n, r));
+        assertSame(mine, t.state[0], "the last holder writes in place");
+        assertArrayEquals(expected, scores(t.state[0], n));
+        assertArrayEquals(forkExpected, scores(fork.state[0], n), "the original's write changed the fork");
+
+        Scored dropped = (Scored) t.copy();
+        dropped.release();
+        b.append(t, n, 1f);
+        assertSame(mine, t.state[0], "a released fork holds nothing");
+
+        Scored cleared = (Scored) t.copy();
+        cleared.reset();
+        new FakeBuffer(64).append(cleared, 0, 1f);
+        assertEquals(0.0, cleared.state[0][0], "a reset fork starts empty");
+        assertArrayEquals(expected, scores(t.state[0], n), "resetting a fork changed the original");
+        int[] victims = new int[64];
+        assertEquals(n, b.victims(t, Reason.COMPRESS, 64, victims), "all but the window of " + (n + 1));
+        int lowest = 0;
+        for (int j = 1; j < n; j++) {
+            lowest = expected[j] < expected[lowest] ? j : lowest;
+        }
+        assertEquals(lowest, victims[0], "the original ranks by its own scores (seed " + seed + ")");
     }
 
     @Test

@@ -52,4 +52,9 @@ public class ForwardingTracker implements Tracker {
     public void reset() {
         inner.reset();
     }
+
+    @Override
+    public void release() {
+        inner.release();
+    }
 }
