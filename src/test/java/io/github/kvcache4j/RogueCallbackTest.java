@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.kvcache4j.testutil.ForwardingTracker;
+import io.github.kvcache4j.testutil.NamedPolicy;
 import io.github.kvcache4j.testutil.Seeds;
 import io.github.kvcache4j.testutil.Snapshot;
 import java.util.SplittableRandom;
@@ -172,5 +173,34 @@ class RogueCallbackTest {
                         assertEquals(CAPACITY, cache.stats().totalResident(), "seed " + SEED);
                     }
                 })));
+    }
+
+    /** A tracker whose {@code release} throws: {@code close} rethrows it with every block already back. */
+    @Test
+    void aReleaseThatThrowsFromCloseLosesNoBlock() {
+        IllegalStateException boom = new IllegalStateException("release failed");
+        EvictionPolicy policy = NamedPolicy.of("throws_on_release",
+                shape -> new ForwardingTracker(Policies.h2o().newTracker(shape)) {
+                    @Override
+                    public void release() {
+                        super.release();
+                        throw boom;
+                    }
+                });
+        KvCacheConfig config = KvCacheConfig.builder().layers(1).kvHeads(1).queryHeads(1).headDim(D)
+                .capacity(3 * KvPool.BLOCK_TOKENS).policy(policy).build();
+        SplittableRandom r = new SplittableRandom(SEED);
+        try (KvPool pool = KvPool.create(D, DType.F32, 4 * KvPool.blockBytes(D, DType.F32))) {
+            KvCache cache = KvCache.create(config, pool);
+            int tokens = KvPool.BLOCK_TOKENS + 1 + r.nextInt(KvPool.BLOCK_TOKENS);
+            cache.append(0, 0, tokens, Seeds.uniform(r, tokens * D, 1), Seeds.uniform(r, tokens * D, 1));
+            assertEquals(2, pool.stats().usedBlocks(), tokens + " tokens, seed " + SEED);
+            assertSame(boom, assertThrows(IllegalStateException.class, cache::close));
+            assertEquals(0, pool.stats().usedBlocks(), "close freed every block before release threw");
+            cache.close();
+            IllegalStateException closed = assertThrows(IllegalStateException.class,
+                    () -> cache.append(0, tokens, new float[D], new float[D]));
+            assertEquals("cache is closed", closed.getMessage());
+        }
     }
 }
