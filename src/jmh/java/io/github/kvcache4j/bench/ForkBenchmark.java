@@ -29,7 +29,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * every block. Each operation forks and closes the fork. {@code full} keeps no per-slot policy
  * state; {@code h2o} keeps an accumulated score per slot, shared with the fork until either
  * writes. H2O updates every slot's score on every query, so a fork's first decode step copies
- * that state: {@code sharedPoolThenAttend} forks, attends once per layer on the fork and closes
+ * that state; {@code knorm} keeps a heap of key norms per buffer. {@code sharedPoolThenAttend} forks, attends once per layer on the fork and closes
  * it, against {@code attend}, the same step without a fork.
  */
 @State(Scope.Thread)
@@ -44,7 +44,7 @@ public class ForkBenchmark {
     static final int TOKENS = 4096;
     static final int CHUNK = 256;
 
-    @Param({"full", "h2o"})
+    @Param({"full", "h2o", "knorm"})
     public String policy;
 
     private KvPool pool;
@@ -55,7 +55,11 @@ public class ForkBenchmark {
 
     @Setup
     public void setUp() {
-        EvictionPolicy p = policy.equals("h2o") ? Policies.h2o() : Policies.full();
+        EvictionPolicy p = switch (policy) {
+            case "h2o" -> Policies.h2o();
+            case "knorm" -> Policies.knorm();
+            default -> Policies.full();
+        };
         KvCacheConfig config = KvCacheConfig.builder().layers(LAYERS).kvHeads(AttentionData.KV_HEADS)
                 .queryHeads(AttentionData.QUERY_HEADS).headDim(AttentionData.HEAD_DIM).capacity(TOKENS)
                 .dtype(DType.F16).policy(p).build();

@@ -8,7 +8,8 @@ import java.util.Arrays;
 
 /**
  * A tracker whose victims come from one {@link SlotHeap} per buffer, keyed once at append: the
- * heaps follow every removal and move, so the next victim is always at the top in O(log n).
+ * heaps follow every removal and move, so the next victim is always at the top in O(log n). A
+ * {@link #copy() fork} shares the heaps until either tracker changes one ({@link Share}).
  */
 abstract class HeapTracker implements EvictionPolicy.Tracker {
 
@@ -20,6 +21,8 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
     private final int[] slots;
     private final double[] score;
     private final int[] position;
+    /** Non-null while the heaps are shared with a fork. */
+    private Share share;
 
     HeapTracker(EvictionPolicy.Shape shape) {
         this.shape = shape;
@@ -39,6 +42,7 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
 
     /** Adds {@code slot} to the heap of {@code buffer}, keyed by {@code (score, position)}. */
     final void add(int buffer, int slot, float score, int position) {
+        own();
         heaps[buffer].add(slot, score, position);
     }
 
@@ -76,29 +80,75 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
 
     @Override
     public final void onRemove(int buffer, int slot) {
+        own();
         heaps[buffer].remove(slot);
     }
 
     @Override
     public final void onMove(int buffer, int from, int to) {
+        own();
         heaps[buffer].move(from, to);
     }
 
-    /** Empties every heap; a subclass with state of its own overrides this and calls super. */
+    /**
+     * Empties every heap (heaps shared with a fork are let go, not copied); a subclass with state
+     * of its own overrides this and calls super.
+     */
     @Override
     public void reset() {
+        if (share != null) {
+            release();
+            Arrays.setAll(heaps, b -> new SlotHeap(shape.capacity()));
+            return;
+        }
         for (SlotHeap h : heaps) {
             h.clear();
         }
     }
 
+    /** {@inheritDoc} Lets go of heaps shared with a fork, so the other holder need not copy them. */
+    @Override
+    public final void release() {
+        Share s = share;
+        if (s != null) {
+            share = null;
+            s.leave();
+        }
+    }
+
+    /** Copies the heaps before a write while a fork shares them, then lets go of the share. */
+    private void own() {
+        Share s = share;
+        if (s == null) {
+            return;
+        }
+        if (s.othersHold()) {
+            for (int b = 0; b < heaps.length; b++) {
+                heaps[b] = heaps[b].copy();
+            }
+        }
+        release();
+    }
+
     /** Returns a new tracker of the same policy and shape, holding nothing. */
     abstract HeapTracker blank();
 
-    /** {@inheritDoc} A {@link #blank()} tracker restored from this one's saved state. */
+    /**
+     * {@inheritDoc} A {@link #blank()} tracker that shares this one's heaps until either writes
+     * (the writer copies them first) and gets the subclass's state through {@link #saveExtra} and
+     * {@link #readExtra}.
+     */
     @Override
     public final EvictionPolicy.Tracker copy() {
-        return StateFormat.copyInto(this, blank());
+        HeapTracker t = blank();
+        Runnable extra = StateFormat.transfer(this::saveExtra, t::readExtra, getClass().getName());
+        if (share == null) {
+            share = new Share();
+        }
+        t.share = share.join();
+        System.arraycopy(heaps, 0, t.heaps, 0, heaps.length);
+        extra.run();
+        return t;
     }
 
     /** {@inheritDoc} Writes a header, every buffer's heap in heap order, then {@link #saveExtra}. */
@@ -123,6 +173,7 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
             read[b] = SlotHeap.read(in, shape.capacity(), "the heap of buffer " + b);
         }
         Runnable extra = readExtra(in);
+        release();
         System.arraycopy(read, 0, heaps, 0, heaps.length);
         extra.run();
     }

@@ -25,6 +25,17 @@ final class SlotHeap {
         this.capacity = capacity;
     }
 
+    /** Returns a heap with the same entries and layout, sharing no array with this one. */
+    SlotHeap copy() {
+        SlotHeap h = new SlotHeap(capacity);
+        h.heap = heap.clone();
+        h.index = index.clone();
+        h.score = score.clone();
+        h.position = position.clone();
+        h.size = size;
+        return h;
+    }
+
     int size() {
         return size;
     }

@@ -9,7 +9,6 @@ import java.io.DataInput;
 import java.io.DataOutput;
 import java.io.IOException;
 import java.util.Arrays;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The base of a score-based {@link EvictionPolicy.Tracker}: it keeps every buffer's resident slots
@@ -122,16 +121,6 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
 
     /** Per-slot state of every buffer: {@code arrays[buffer]}, {@code width} entries a slot. */
     private record Column(Object[] arrays, Object zeros, int width, Kind kind) {
-    }
-
-    /**
-     * The holders of one position order and set of registered arrays, shared by a tracker and its
-     * forks until they write. Shared arrays are never written: a holder that is about to write
-     * copies them unless it is the last one, then lets go. The count is atomic because a fork may
-     * live on another thread than the tracker it came from.
-     */
-    private static final class Share {
-        final AtomicInteger holders = new AtomicInteger(1);
     }
 
     /** Version of the generic part of the saved state. */
@@ -396,7 +385,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
         Share s = share;
         if (s != null) {
             share = null;
-            s.holders.decrementAndGet();
+            s.leave();
         }
     }
 
@@ -409,7 +398,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
         if (s == null) {
             return;
         }
-        if (s.holders.get() > 1) {
+        if (s.othersHold()) {
             order = order.copy();
             for (Column c : columns) {
                 for (int b = 0; b < c.arrays.length; b++) {
@@ -440,8 +429,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
         if (share == null) {
             share = new Share();
         }
-        share.holders.incrementAndGet();
-        t.share = share;
+        t.share = share.join();
         t.order = order;
         t.allocated = allocated.clone();
         for (int i = 0; i < columns.length; i++) {

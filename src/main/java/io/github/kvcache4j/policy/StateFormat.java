@@ -1,7 +1,6 @@
 package io.github.kvcache4j.policy;
 
 import io.github.kvcache4j.EvictionPolicy.Shape;
-import io.github.kvcache4j.EvictionPolicy.Tracker;
 import io.github.kvcache4j.store.HeapBytes;
 import java.io.DataInput;
 import java.io.DataInputStream;
@@ -61,19 +60,6 @@ final class StateFormat {
         if (!ok) {
             throw new IOException("inconsistent tracker state: " + message);
         }
-    }
-
-    /**
-     * Restores {@code from}'s saved state into {@code blank}, a new tracker of the same policy and
-     * shape, and returns it: the copy shares nothing with {@code from}.
-     */
-    static <T extends Tracker> T copyInto(Tracker from, T blank) {
-        transfer(from::saveState, in -> {
-            blank.restoreState(in);
-            return () -> {
-            };
-        }, from.getClass().getName()).run();
-        return blank;
     }
 
     /** Writes part of a tracker's state. */
