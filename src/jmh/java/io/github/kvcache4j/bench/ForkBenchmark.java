@@ -6,6 +6,7 @@ import io.github.kvcache4j.KvCache;
 import io.github.kvcache4j.KvCacheConfig;
 import io.github.kvcache4j.KvPool;
 import io.github.kvcache4j.Policies;
+import io.github.kvcache4j.policy.Rope;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -24,13 +25,15 @@ import org.openjdk.jmh.annotations.Warmup;
 /**
  * What a fork costs at 4096 tokens in a Llama-ish shape (4 layers x 8 kv-heads x 128, F16; 64 MiB
  * of rows): {@code sharedPool} forks a cache on a {@link KvPool}, which shares every block copy on
- * write (block tables, positions, key norms and the policy state are copied; no row is), and
- * {@code privatePool} forks a cache on its private pool, which reserves a new pool and copies
- * every block. Each operation forks and closes the fork. {@code full} keeps no per-slot policy
- * state; {@code h2o} keeps an accumulated score per slot, shared with the fork until either
- * writes. H2O updates every slot's score on every query, so a fork's first decode step copies
- * that state; {@code knorm} keeps a heap of key norms per buffer. {@code sharedPoolThenAttend} forks, attends once per layer on the fork and closes
- * it, against {@code attend}, the same step without a fork.
+ * write (block tables, positions and key norms are copied; no row is), and {@code privatePool}
+ * forks a cache on its private pool, which reserves a new pool and copies every block. Each
+ * operation forks and closes the fork. The policy state is shared copy on write too: {@code full}
+ * keeps none, {@code h2o} an accumulated score per slot, {@code knorm} a heap of key norms per
+ * buffer, {@code snapkv} a ring of recent weights per slot, and {@code expected_attention} also
+ * query statistics per buffer, which the fork copies. H2O updates every slot's score on every
+ * query, so a fork's first decode step copies its state: {@code sharedPoolThenAttend} forks,
+ * attends once per layer on the fork and closes it, against {@code attend}, the same step without
+ * a fork.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -44,7 +47,7 @@ public class ForkBenchmark {
     static final int TOKENS = 4096;
     static final int CHUNK = 256;
 
-    @Param({"full", "h2o", "knorm"})
+    @Param({"full", "h2o", "knorm", "snapkv", "expected_attention"})
     public String policy;
 
     private KvPool pool;
@@ -58,6 +61,8 @@ public class ForkBenchmark {
         EvictionPolicy p = switch (policy) {
             case "h2o" -> Policies.h2o();
             case "knorm" -> Policies.knorm();
+            case "snapkv" -> Policies.snapKv();
+            case "expected_attention" -> Policies.expectedAttention(Rope.of(500000, AttentionData.HEAD_DIM, false));
             default -> Policies.full();
         };
         KvCacheConfig config = KvCacheConfig.builder().layers(LAYERS).kvHeads(AttentionData.KV_HEADS)
