@@ -9,7 +9,7 @@ import java.util.Arrays;
 /**
  * A tracker whose victims come from one {@link SlotHeap} per buffer, keyed once at append: the
  * heaps follow every removal and move, so the next victim is always at the top in O(log n). A
- * {@link #copy() fork} shares the heaps until either tracker changes one ({@link Share}).
+ * {@link #copy() fork} shares the heaps until either tracker changes one ({@link CopyOnWrite}).
  */
 abstract class HeapTracker implements EvictionPolicy.Tracker {
 
@@ -21,8 +21,8 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
     private final int[] slots;
     private final double[] score;
     private final int[] position;
-    /** Non-null while the heaps are shared with a fork. */
-    private Share share;
+    /** Shares the heaps with forks until a write. */
+    private final CopyOnWrite sharing = new CopyOnWrite(this::copyShared);
 
     HeapTracker(EvictionPolicy.Shape shape) {
         this.shape = shape;
@@ -42,7 +42,7 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
 
     /** Adds {@code slot} to the heap of {@code buffer}, keyed by {@code (score, position)}. */
     final void add(int buffer, int slot, float score, int position) {
-        own();
+        sharing.beforeWrite();
         heaps[buffer].add(slot, score, position);
     }
 
@@ -80,13 +80,13 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
 
     @Override
     public final void onRemove(int buffer, int slot) {
-        own();
+        sharing.beforeWrite();
         heaps[buffer].remove(slot);
     }
 
     @Override
     public final void onMove(int buffer, int from, int to) {
-        own();
+        sharing.beforeWrite();
         heaps[buffer].move(from, to);
     }
 
@@ -96,7 +96,7 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
      */
     @Override
     public void reset() {
-        if (share != null) {
+        if (sharing.isShared()) {
             release();
             Arrays.setAll(heaps, b -> new SlotHeap(shape.capacity()));
             return;
@@ -109,25 +109,14 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
     /** {@inheritDoc} Lets go of heaps shared with a fork, so the other holder need not copy them. */
     @Override
     public final void release() {
-        Share s = share;
-        if (s != null) {
-            share = null;
-            s.leave();
-        }
+        sharing.release();
     }
 
-    /** Copies the heaps before a write while a fork shares them, then lets go of the share. */
-    private void own() {
-        Share s = share;
-        if (s == null) {
-            return;
+    /** Replaces the state shared with a fork by a copy of this tracker's own. */
+    private void copyShared() {
+        for (int b = 0; b < heaps.length; b++) {
+            heaps[b] = heaps[b].copy();
         }
-        if (s.othersHold()) {
-            for (int b = 0; b < heaps.length; b++) {
-                heaps[b] = heaps[b].copy();
-            }
-        }
-        release();
     }
 
     /** Returns a new tracker of the same policy and shape, holding nothing. */
@@ -142,10 +131,7 @@ abstract class HeapTracker implements EvictionPolicy.Tracker {
     public final EvictionPolicy.Tracker copy() {
         HeapTracker t = blank();
         Runnable extra = StateFormat.transfer(this::saveExtra, t::readExtra, getClass().getName());
-        if (share == null) {
-            share = new Share();
-        }
-        t.share = share.join();
+        sharing.shareWith(t.sharing);
         System.arraycopy(heaps, 0, t.heaps, 0, heaps.length);
         extra.run();
         return t;

@@ -135,8 +135,8 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     private final int[] ranked;
     private final double[] scores;
     private final int[] positions;
-    /** Non-null while {@link #order} and the registered arrays are shared with a fork. */
-    private Share share;
+    /** Shares {@link #order} and the registered arrays with forks until a write. */
+    private final CopyOnWrite sharing = new CopyOnWrite(this::copyShared);
 
     /**
      * Creates the bookkeeping of a cache of the given shape.
@@ -273,7 +273,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      */
     @Override
     public final void onAppend(int buffer, BufferView view, int slot) {
-        own();
+        sharing.beforeWrite();
         if (slot >= allocated[buffer]) {
             reserve(buffer, StateFormat.grow(allocated[buffer], slot + 1, shape.capacity()));
         }
@@ -286,7 +286,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     /** {@inheritDoc} Calls {@link #attend} on state this tracker does not share with a fork. */
     @Override
     public final void onAttention(int buffer, BufferView view, AttentionWeights weights) {
-        own();
+        sharing.beforeWrite();
         attend(buffer, view, weights);
     }
 
@@ -345,14 +345,14 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     /** {@inheritDoc} */
     @Override
     public final void onRemove(int buffer, int slot) {
-        own();
+        sharing.beforeWrite();
         order.remove(buffer, slot);
     }
 
     /** {@inheritDoc} Moves the slot's registered state along. */
     @Override
     public final void onMove(int buffer, int from, int to) {
-        own();
+        sharing.beforeWrite();
         order.move(buffer, from, to);
         for (Column c : columns) {
             Object a = c.arrays[buffer];
@@ -367,7 +367,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      */
     @Override
     public void reset() {
-        if (share == null) {
+        if (!sharing.isShared()) {
             order.clear();
             return;
         }
@@ -382,31 +382,17 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     /** {@inheritDoc} Lets go of state shared with a fork, so the other holder need not copy it. */
     @Override
     public void release() {
-        Share s = share;
-        if (s != null) {
-            share = null;
-            s.leave();
-        }
+        sharing.release();
     }
 
-    /**
-     * Makes the position order and the registered arrays this tracker's own before it writes
-     * them: copies them while another holder shares them, then lets go of the share.
-     */
-    private void own() {
-        Share s = share;
-        if (s == null) {
-            return;
-        }
-        if (s.othersHold()) {
-            order = order.copy();
-            for (Column c : columns) {
-                for (int b = 0; b < c.arrays.length; b++) {
-                    c.arrays[b] = c.kind.copy(c.arrays[b]);
-                }
+    /** Replaces the state shared with a fork by a copy of this tracker's own. */
+    private void copyShared() {
+        order = order.copy();
+        for (Column c : columns) {
+            for (int b = 0; b < c.arrays.length; b++) {
+                c.arrays[b] = c.kind.copy(c.arrays[b]);
             }
         }
-        release();
     }
 
     /**
@@ -426,10 +412,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
                     + "registering the same per-slot arrays");
         }
         Runnable extra = StateFormat.transfer(this::saveExtra, t::readExtra, getClass().getName());
-        if (share == null) {
-            share = new Share();
-        }
-        t.share = share.join();
+        sharing.shareWith(t.sharing);
         t.order = order;
         t.allocated = allocated.clone();
         for (int i = 0; i < columns.length; i++) {
