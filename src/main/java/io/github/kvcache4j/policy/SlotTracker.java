@@ -8,7 +8,6 @@ import io.github.kvcache4j.EvictionPolicy.Shape;
 import java.io.DataInput;
 import java.io.DataOutput;
 import java.io.IOException;
-import java.util.Arrays;
 
 /**
  * The base of a score-based {@link EvictionPolicy.Tracker}: it keeps every buffer's resident slots
@@ -68,69 +67,12 @@ import java.util.Arrays;
  */
 public abstract class SlotTracker implements EvictionPolicy.Tracker {
 
-    /** The element types of registered per-slot state. */
-    private enum Kind {
-        DOUBLE, FLOAT, INT, LONG;
-
-        Object copy(Object array) {
-            return switch (this) {
-                case DOUBLE -> ((double[]) array).clone();
-                case FLOAT -> ((float[]) array).clone();
-                case INT -> ((int[]) array).clone();
-                case LONG -> ((long[]) array).clone();
-            };
-        }
-
-        Object allocate(int length) {
-            return switch (this) {
-                case DOUBLE -> new double[length];
-                case FLOAT -> new float[length];
-                case INT -> new int[length];
-                case LONG -> new long[length];
-            };
-        }
-
-        void write(DataOutput out, Object array, int length) throws IOException {
-            for (int i = 0; i < length; i++) {
-                switch (this) {
-                    case DOUBLE -> out.writeDouble(((double[]) array)[i]);
-                    case FLOAT -> out.writeFloat(((float[]) array)[i]);
-                    case INT -> out.writeInt(((int[]) array)[i]);
-                    case LONG -> out.writeLong(((long[]) array)[i]);
-                }
-            }
-        }
-
-        /** Reads {@code length} values into {@code array}; a double or float must be finite. */
-        void read(DataInput in, Object array, int length) throws IOException {
-            for (int i = 0; i < length; i++) {
-                switch (this) {
-                    case DOUBLE -> ((double[]) array)[i] = finite(in.readDouble());
-                    case FLOAT -> ((float[]) array)[i] = (float) finite(in.readFloat());
-                    case INT -> ((int[]) array)[i] = in.readInt();
-                    case LONG -> ((long[]) array)[i] = in.readLong();
-                }
-            }
-        }
-
-        private static double finite(double v) throws IOException {
-            StateFormat.check(Double.isFinite(v), "per-slot value " + v + " is not finite");
-            return v;
-        }
-    }
-
-    /** Per-slot state of every buffer: {@code arrays[buffer]}, {@code width} entries a slot. */
-    private record Column(Object[] arrays, Object zeros, int width, Kind kind) {
-    }
-
     /** Version of the generic part of the saved state. */
     private static final int VERSION = 1;
 
     private final Shape shape;
     private SlotOrder order;
-    private Column[] columns = new Column[0];
-    /** Per buffer: the slots every registered array has room for (grown with the resident count). */
-    private int[] allocated;
+    private final SlotColumns columns;
     private final int[] candidates;
     private final int[] ranked;
     private final double[] scores;
@@ -146,7 +88,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     protected SlotTracker(Shape shape) {
         this.shape = shape;
         this.order = new SlotOrder(shape.buffers(), shape.capacity());
-        this.allocated = new int[shape.buffers()];
+        this.columns = new SlotColumns(shape.buffers(), shape.capacity());
         this.candidates = new int[shape.capacity()];
         this.ranked = new int[shape.capacity()];
         this.scores = new double[shape.capacity()];
@@ -165,7 +107,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      *     {@link Integer#MAX_VALUE}
      */
     protected final double[][] doublesPerSlot(int width) {
-        return (double[][]) register(width, Kind.DOUBLE, new double[shape.buffers()][]);
+        return (double[][]) columns.register(width, SlotColumns.Kind.DOUBLE, new double[shape.buffers()][]);
     }
 
     /**
@@ -175,7 +117,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      *     {@link Integer#MAX_VALUE}
      */
     protected final float[][] floatsPerSlot(int width) {
-        return (float[][]) register(width, Kind.FLOAT, new float[shape.buffers()][]);
+        return (float[][]) columns.register(width, SlotColumns.Kind.FLOAT, new float[shape.buffers()][]);
     }
 
     /**
@@ -185,7 +127,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      *     {@link Integer#MAX_VALUE}
      */
     protected final int[][] intsPerSlot(int width) {
-        return (int[][]) register(width, Kind.INT, new int[shape.buffers()][]);
+        return (int[][]) columns.register(width, SlotColumns.Kind.INT, new int[shape.buffers()][]);
     }
 
     /**
@@ -195,33 +137,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
      *     {@link Integer#MAX_VALUE}
      */
     protected final long[][] longsPerSlot(int width) {
-        return (long[][]) register(width, Kind.LONG, new long[shape.buffers()][]);
-    }
-
-    private Object[] register(int width, Kind kind, Object[] arrays) {
-        if (width < 1) {
-            throw new IllegalArgumentException("width must be >= 1, got " + width);
-        }
-        if (shape.capacity() > Integer.MAX_VALUE / width) {
-            throw new IllegalArgumentException("capacity * width must be <= " + Integer.MAX_VALUE + ", got "
-                    + shape.capacity() + " * " + width);
-        }
-        for (int b = 0; b < arrays.length; b++) {
-            arrays[b] = kind.allocate(allocated[b] * width);
-        }
-        columns = Arrays.copyOf(columns, columns.length + 1);
-        columns[columns.length - 1] = new Column(arrays, kind.allocate(width), width, kind);
-        return arrays;
-    }
-
-    /** Gives every registered array of {@code buffer} room for {@code slots} slots. */
-    private void reserve(int buffer, int slots) {
-        for (Column c : columns) {
-            Object grown = c.kind.allocate(slots * c.width);
-            System.arraycopy(c.arrays[buffer], 0, grown, 0, allocated[buffer] * c.width);
-            c.arrays[buffer] = grown;
-        }
-        allocated[buffer] = slots;
+        return (long[][]) columns.register(width, SlotColumns.Kind.LONG, new long[shape.buffers()][]);
     }
 
     /** Returns the position of the token in {@code slot} of {@code buffer}. */
@@ -274,13 +190,8 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     @Override
     public final void onAppend(int buffer, BufferView view, int slot) {
         sharing.beforeWrite();
-        if (slot >= allocated[buffer]) {
-            reserve(buffer, StateFormat.grow(allocated[buffer], slot + 1, shape.capacity()));
-        }
+        columns.stored(buffer, slot);
         order.append(buffer, slot, view.position(slot));
-        for (Column c : columns) {
-            System.arraycopy(c.zeros, 0, c.arrays[buffer], slot * c.width, c.width);
-        }
     }
 
     /** {@inheritDoc} Calls {@link #attend} on state this tracker does not share with a fork. */
@@ -354,10 +265,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     public final void onMove(int buffer, int from, int to) {
         sharing.beforeWrite();
         order.move(buffer, from, to);
-        for (Column c : columns) {
-            Object a = c.arrays[buffer];
-            System.arraycopy(a, from * c.width, a, to * c.width, c.width);
-        }
+        columns.move(buffer, from, to);
     }
 
     /**
@@ -373,10 +281,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
         }
         release();
         order = new SlotOrder(shape.buffers(), shape.capacity());
-        Arrays.fill(allocated, 0);
-        for (Column c : columns) {
-            Arrays.setAll(c.arrays, b -> c.kind.allocate(0));
-        }
+        columns.forget();
     }
 
     /** {@inheritDoc} Lets go of state shared with a fork, so the other holder need not copy it. */
@@ -388,11 +293,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     /** Replaces the state shared with a fork by a copy of this tracker's own. */
     private void copyShared() {
         order = order.copy();
-        for (Column c : columns) {
-            for (int b = 0; b < c.arrays.length; b++) {
-                c.arrays[b] = c.kind.copy(c.arrays[b]);
-            }
-        }
+        columns.copyArrays();
     }
 
     /**
@@ -407,17 +308,14 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     @Override
     public final SlotTracker copy() {
         SlotTracker t = blank();
-        if (t.getClass() != getClass() || t.columns.length != columns.length) {
+        if (t.getClass() != getClass() || !columns.sameLayout(t.columns)) {
             throw new IllegalStateException(getClass().getName() + ".blank() must return a tracker of its class "
                     + "registering the same per-slot arrays");
         }
         Runnable extra = StateFormat.transfer(this::saveExtra, t::readExtra, getClass().getName());
         sharing.shareWith(t.sharing);
         t.order = order;
-        t.allocated = allocated.clone();
-        for (int i = 0; i < columns.length; i++) {
-            System.arraycopy(columns[i].arrays, 0, t.columns[i].arrays, 0, columns[i].arrays.length);
-        }
+        columns.shareInto(t.columns);
         extra.run();
         return t;
     }
@@ -430,13 +328,9 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     @Override
     public final void saveState(DataOutput out) throws IOException {
         StateFormat.writeHeader(out, getClass().getName(), VERSION * 1000 + stateVersion(), shape);
-        writeColumns(out);
+        columns.writeLayout(out);
         order.write(out);
-        for (Column c : columns) {
-            for (int b = 0; b < shape.buffers(); b++) {
-                c.kind.write(out, c.arrays[b], order.size(b) * c.width);
-            }
-        }
+        columns.writeArrays(out, order);
         saveExtra(out);
     }
 
@@ -448,40 +342,14 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
     @Override
     public final void restoreState(DataInput in) throws IOException {
         StateFormat.readHeader(in, getClass().getName(), VERSION * 1000 + stateVersion(), shape);
-        StateFormat.check(in.readInt() == columns.length, "the registered per-slot arrays differ");
-        for (Column c : columns) {
-            StateFormat.check(in.readInt() == c.kind.ordinal() && in.readInt() == c.width,
-                    "the registered per-slot arrays differ");
-        }
+        columns.checkLayout(in);
         SlotOrder read = SlotOrder.read(in, shape.buffers(), shape.capacity());
-        int[] slots = new int[shape.buffers()];
-        Object[][] arrays = new Object[columns.length][shape.buffers()];
-        for (int b = 0; b < slots.length; b++) {
-            slots[b] = read.size(b) == 0 ? 0 : StateFormat.grow(0, read.size(b), shape.capacity());
-        }
-        for (int i = 0; i < columns.length; i++) {
-            Column c = columns[i];
-            for (int b = 0; b < slots.length; b++) {
-                arrays[i][b] = c.kind.allocate(slots[b] * c.width);
-                c.kind.read(in, arrays[i][b], read.size(b) * c.width);
-            }
-        }
+        Runnable arrays = columns.read(in, read);
         Runnable extra = readExtra(in);
         release();
         order = read;
-        allocated = slots;
-        for (int i = 0; i < columns.length; i++) {
-            System.arraycopy(arrays[i], 0, columns[i].arrays, 0, slots.length);
-        }
+        arrays.run();
         extra.run();
-    }
-
-    private void writeColumns(DataOutput out) throws IOException {
-        out.writeInt(columns.length);
-        for (Column c : columns) {
-            out.writeInt(c.kind.ordinal());
-            out.writeInt(c.width);
-        }
     }
 
     /**
