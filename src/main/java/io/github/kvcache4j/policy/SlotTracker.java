@@ -286,7 +286,7 @@ public abstract class SlotTracker implements EvictionPolicy.Tracker {
 
     /** {@inheritDoc} Lets go of state shared with a fork, so the other holder need not copy it. */
     @Override
-    public void release() {
+    public final void release() {
         sharing.release();
     }
 
