@@ -69,7 +69,7 @@ public class PoolBlockBenchmark {
     @Benchmark
     public int poolOnly() {
         for (int i = 0; i < ids.length; i++) {
-            ids[i] = blocks.allocate();
+            ids[i] = blocks.allocate(-1);
         }
         int sum = 0;
         for (int i = ids.length - 1; i >= 0; i--) {

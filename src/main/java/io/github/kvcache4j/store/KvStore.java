@@ -201,7 +201,7 @@ public final class KvStore implements AutoCloseable {
     public boolean ensure(int b, int slots) {
         int want = blocksFor(Math.min(slots, capacity));
         while (held[b] < want) {
-            int id = pool.allocate();
+            int id = pool.allocate(held[b] > 0 ? blockIds[b][held[b] - 1] : -1);
             if (id < 0) {
                 return false;
             }
@@ -277,7 +277,7 @@ public final class KvStore implements AutoCloseable {
         if (!pool.isShared(id)) {
             return true;
         }
-        int copy = pool.allocate();
+        int copy = pool.allocate(i > 0 ? blockIds[b][i - 1] : -1);
         if (copy < 0) {
             return false;
         }
@@ -311,7 +311,7 @@ public final class KvStore implements AutoCloseable {
                 source.mayShare = true;
             }
             for (int i = 0; i < blocks; i++) {
-                int id = same ? source.blockIds[b][i] : pool.allocate();
+                int id = same ? source.blockIds[b][i] : pool.allocate(i > 0 ? blockIds[b][i - 1] : -1);
                 if (id < 0) {
                     throw new IllegalStateException("the pool has no free block to copy a forked buffer into");
                 }
