@@ -74,8 +74,7 @@ public final class KvPool implements AutoCloseable {
      * @throws IllegalArgumentException as {@link DType#rowBytes(int)}
      */
     public static long blockBytes(int headDim, DType dtype) {
-        long tile = dtype.rowBytes(headDim) * BLOCK_TOKENS;
-        return (2 * tile + 63) / 64 * 64;
+        return BlockPool.blockBytes(dtype.rowBytes(headDim));
     }
 
     /** Returns the head dimension of the rows the blocks hold. */

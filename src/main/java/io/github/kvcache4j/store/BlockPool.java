@@ -63,10 +63,8 @@ public final class BlockPool implements AutoCloseable {
         if (rowBytes <= 0 || blocks <= 0) {
             throw new IllegalArgumentException("rowBytes and blocks must be > 0, got " + rowBytes + " and " + blocks);
         }
-        // A tile is TILE = 64 rows, so it is a whole number of 64-byte lines and every tile of
-        // an extent stays aligned.
         this.tileBytes = rowBytes * KeyTiles.TILE;
-        this.blockBytes = 2 * tileBytes;
+        this.blockBytes = blockBytes(rowBytes);
         long total;
         try {
             total = Math.multiplyExact(blockBytes, (long) blocks);
@@ -108,6 +106,15 @@ public final class BlockPool implements AutoCloseable {
         }
         this.freeCount = blocks;
         this.openCount = extents;
+    }
+
+    /**
+     * Returns the bytes of one block of rows of {@code rowBytes} bytes: a key tile and a value tile
+     * of {@link KeyTiles#TILE} rows each. A tile is 64 rows, so a whole number of 64-byte lines,
+     * and every tile of an extent stays aligned.
+     */
+    public static long blockBytes(long rowBytes) {
+        return 2 * rowBytes * KeyTiles.TILE;
     }
 
     private int extentSize(int e) {

@@ -201,7 +201,7 @@ public final class KvStore implements AutoCloseable {
     public boolean ensure(int b, int slots) {
         int want = blocksFor(Math.min(slots, capacity));
         while (held[b] < want) {
-            int id = pool.allocate(held[b] > 0 ? blockIds[b][held[b] - 1] : -1);
+            int id = pool.allocate(blockBefore(b, held[b]));
             if (id < 0) {
                 return false;
             }
@@ -212,6 +212,11 @@ public final class KvStore implements AutoCloseable {
             heldTotal++;
         }
         return true;
+    }
+
+    /** Returns the id of block {@code i − 1} of buffer {@code b}, the pool's hint for block {@code i}; -1 for the first. */
+    private int blockBefore(int b, int i) {
+        return i > 0 ? blockIds[b][i - 1] : -1;
     }
 
     /** Returns to the pool every block of buffer {@code b} beyond the {@code ceil(size / TILE)} it needs. */
@@ -277,7 +282,7 @@ public final class KvStore implements AutoCloseable {
         if (!pool.isShared(id)) {
             return true;
         }
-        int copy = pool.allocate(i > 0 ? blockIds[b][i - 1] : -1);
+        int copy = pool.allocate(blockBefore(b, i));
         if (copy < 0) {
             return false;
         }
@@ -311,7 +316,7 @@ public final class KvStore implements AutoCloseable {
                 source.mayShare = true;
             }
             for (int i = 0; i < blocks; i++) {
-                int id = same ? source.blockIds[b][i] : pool.allocate(i > 0 ? blockIds[b][i - 1] : -1);
+                int id = same ? source.blockIds[b][i] : pool.allocate(blockBefore(b, i));
                 if (id < 0) {
                     throw new IllegalStateException("the pool has no free block to copy a forked buffer into");
                 }
